@@ -1,0 +1,3 @@
+"""GoChat: a real-time instant-messaging server."""
+
+__version__ = "0.1.0"
