@@ -1,0 +1,92 @@
+"""REST routes for accounts: /auth/* and /users/*."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Query, Request, Response
+
+from gochat.api.deps import PrincipalDep, ServicesDep, client_ip, path_id
+from gochat.api.schemas import (
+    ErrorOut,
+    LoginIn,
+    MeOut,
+    ProfileIn,
+    RefreshIn,
+    RegisterIn,
+    TokensOut,
+    UserOut,
+    UsersOut,
+)
+from gochat.domain.models import User
+from gochat.domain.wire import user_json
+from gochat.services.accounts import TokenPair
+
+router = APIRouter()
+ERRORS: dict[int | str, dict[str, object]] = {
+    code: {"model": ErrorOut} for code in (401, 404, 409, 413, 422, 429)
+}
+
+
+def tokens_out(pair: TokenPair) -> TokensOut:
+    return TokensOut(
+        access_token=pair.access_token,
+        refresh_token=pair.refresh_token,
+        expires_in=pair.expires_in,
+        user_id=str(pair.user_id),
+        session_id=str(pair.session_id),
+    )
+
+
+def me_out(user: User) -> MeOut:
+    return MeOut(**user_json(user), presence_hidden=user.presence_hidden)
+
+
+@router.post("/auth/register", status_code=201, response_model=UserOut, responses=ERRORS)
+async def register(body: RegisterIn, request: Request, svc: ServicesDep) -> UserOut:
+    await svc.limiter.hit("register:ip", client_ip(request))
+    user = await svc.accounts.register(body.username, body.password, body.display_name)
+    return UserOut(**user_json(user))
+
+
+@router.post("/auth/login", response_model=TokensOut, responses=ERRORS)
+async def login(body: LoginIn, request: Request, svc: ServicesDep) -> TokensOut:
+    device = request.headers.get("user-agent", "")
+    pair = await svc.accounts.login(body.username, body.password, client_ip(request), device)
+    return tokens_out(pair)
+
+
+@router.post("/auth/refresh", response_model=TokensOut, responses=ERRORS)
+async def refresh(body: RefreshIn, svc: ServicesDep) -> TokensOut:
+    return tokens_out(await svc.accounts.refresh(body.refresh_token))
+
+
+@router.post("/auth/logout", status_code=204, responses=ERRORS)
+async def logout(body: RefreshIn, svc: ServicesDep) -> Response:
+    await svc.accounts.logout(body.refresh_token)
+    return Response(status_code=204)
+
+
+@router.get("/users/me", response_model=MeOut, responses=ERRORS)
+async def get_me(me: PrincipalDep, svc: ServicesDep) -> MeOut:
+    return me_out(await svc.accounts.get_user(me.user_id))
+
+
+@router.patch("/users/me", response_model=MeOut, responses=ERRORS)
+async def patch_me(body: ProfileIn, me: PrincipalDep, svc: ServicesDep) -> MeOut:
+    changes = body.model_dump(exclude_unset=True, exclude_none=True)
+    return me_out(await svc.accounts.update_profile(me.user_id, changes))
+
+
+@router.get("/users/{user_id}", response_model=UserOut, responses=ERRORS)
+async def get_user(user_id: str, _me: PrincipalDep, svc: ServicesDep) -> UserOut:
+    return UserOut(**user_json(await svc.accounts.get_user(path_id(user_id))))
+
+
+@router.get("/users", response_model=UsersOut, responses=ERRORS)
+async def search_users(
+    _me: PrincipalDep,
+    svc: ServicesDep,
+    q: str = Query(default="", max_length=64),
+    limit: int = Query(default=20, ge=1, le=50),
+) -> UsersOut:
+    users = await svc.accounts.search(q, limit)
+    return UsersOut(users=[UserOut(**user_json(u)) for u in users])

@@ -1,0 +1,61 @@
+"""FastAPI dependencies: the services container and the authenticated principal."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Annotated
+
+from fastapi import Depends, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+
+from gochat.errors import InvalidToken, NotFound
+from gochat.ids import parse_id
+from gochat.security.ratelimit import RateLimiter
+from gochat.services.accounts import AccountService, Principal
+from gochat.services.conversations import ConversationService
+from gochat.services.messages import MessageService
+from gochat.services.sync import SyncService
+
+
+@dataclass(frozen=True, slots=True)
+class Services:
+    accounts: AccountService
+    conversations: ConversationService
+    messages: MessageService
+    sync: SyncService
+    limiter: RateLimiter
+
+
+def services(request: Request) -> Services:
+    found: Services = request.app.state.services
+    return found
+
+
+bearer = HTTPBearer(auto_error=False, description="An access token from /api/v1/auth/login")
+
+
+async def principal(
+    request: Request,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
+) -> Principal:
+    if credentials is None or credentials.scheme.lower() != "bearer":
+        raise InvalidToken("an access token is required")
+    found = await services(request).accounts.authenticate(credentials.credentials)
+    request.state.user_id = found.user_id
+    return found
+
+
+def client_ip(request: Request) -> str:
+    return request.client.host if request.client else "unknown"
+
+
+def path_id(value: str) -> int:
+    """An id from the path; one that cannot exist is simply not found."""
+    parsed = parse_id(value)
+    if parsed is None:
+        raise NotFound()
+    return parsed
+
+
+ServicesDep = Annotated[Services, Depends(services)]
+PrincipalDep = Annotated[Principal, Depends(principal)]

@@ -1,0 +1,168 @@
+"""The composition root: reads Settings once, builds every adapter and service, wires them.
+
+Nothing imports this module; the CLI and the tests call ``create_app(settings)``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+
+from fastapi import FastAPI, WebSocket
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from gochat import __version__
+from gochat.api import accounts as accounts_api
+from gochat.api import conversations as conversations_api
+from gochat.api import health
+from gochat.api.deps import Services
+from gochat.api.errors import JsonResponse, error_body, install_error_handlers
+from gochat.broker.factory import create_broker
+from gochat.clock import SystemClock
+from gochat.config import Settings, resolve_secret
+from gochat.observability import BodyLimitMiddleware, BodyTooLarge, Metrics, RequestContextMiddleware
+from gochat.ports import Broker, Clock
+from gochat.realtime.connection import Flusher
+from gochat.realtime.gateway import Gateway, GatewayConfig
+from gochat.realtime.hub import Hub
+from gochat.security.passwords import PasswordHasher
+from gochat.security.ratelimit import RateLimiter
+from gochat.security.tokens import TokenCodec
+from gochat.services.accounts import AccountService
+from gochat.services.context import Limits, ServiceContext
+from gochat.services.conversations import ConversationService
+from gochat.services.messages import MessageService
+from gochat.services.publisher import Publisher
+from gochat.services.sync import SyncService
+from gochat.storage import migrate
+from gochat.storage.database import create_engine, ping
+from gochat.storage.uow import SqlUnitOfWorkFactory
+
+
+@dataclass
+class Components:
+    settings: Settings
+    engine: AsyncEngine
+    broker: Broker
+    hub: Hub
+    gateway: Gateway
+    services: Services
+    metrics: Metrics
+
+
+def create_app(
+    settings: Settings,
+    *,
+    clock: Clock | None = None,
+    hasher: PasswordHasher | None = None,
+    auto_migrate: bool | None = None,
+) -> FastAPI:
+    parts = build_components(settings, clock or SystemClock(), hasher or PasswordHasher())
+    migrate_on_start = settings.is_embedded if auto_migrate is None else auto_migrate
+    app = FastAPI(
+        title="GoChat",
+        version=__version__,
+        summary="Real-time messaging: REST for accounts and history, WebSocket at /ws for live chat.",
+        lifespan=_lifespan(parts, migrate_on_start),
+    )
+    app.state.services = parts.services
+    app.state.metrics = parts.metrics
+    app.state.components = parts
+    app.state.readiness = lambda: _readiness(parts)
+    install_error_handlers(app)
+    app.add_exception_handler(BodyTooLarge, _too_large)
+    app.include_router(health.router)
+    app.include_router(accounts_api.router, prefix="/api/v1")
+    app.include_router(conversations_api.router, prefix="/api/v1")
+    _add_websocket(app, parts.gateway)
+    app.add_middleware(
+        BodyLimitMiddleware, max_bytes=settings.max_body_bytes, exempt_prefixes=("/api/v1/media",)
+    )
+    app.add_middleware(RequestContextMiddleware, metrics=parts.metrics)
+    return app
+
+
+def build_components(settings: Settings, clock: Clock, hasher: PasswordHasher) -> Components:
+    engine = create_engine(settings.effective_database_url)
+    broker = create_broker(settings.broker_url)
+    metrics = Metrics()
+    publisher = Publisher(broker)
+    limits = Limits(
+        message_max_chars=settings.message_max_chars,
+        history_page_max=settings.history_page_max,
+        sync_replay_limit=settings.sync_replay_limit,
+        group_max_members=settings.group_max_members,
+        access_token_ttl_s=settings.access_token_ttl_s,
+        refresh_token_ttl_s=settings.refresh_token_ttl_s,
+    )
+    uow = SqlUnitOfWorkFactory(engine)
+    ctx = ServiceContext(uow, clock, publisher, limits)
+    services = _services(settings, ctx, hasher)
+    hub = Hub(broker, metrics)
+    flusher = Flusher(max_buffer_bytes=settings.ws_send_buffer_bytes)
+    gateway = Gateway(
+        GatewayConfig(
+            tuple(settings.allowed_origins), settings.ws_auth_timeout_s, settings.ws_ping_interval_s
+        ),
+        hub,
+        flusher,
+        services.accounts,
+        services.messages,
+        services.sync,
+        uow,
+        metrics,
+    )
+    return Components(settings, engine, broker, hub, gateway, services, metrics)
+
+
+def _services(settings: Settings, ctx: ServiceContext, hasher: PasswordHasher) -> Services:
+    tokens = TokenCodec(
+        resolve_secret(settings), settings.jwt_issuer, settings.jwt_audience, settings.access_token_ttl_s
+    )
+    limiter = RateLimiter(
+        {
+            "login:user": settings.login_limit,
+            "login:ip": settings.login_ip_limit,
+            "register:ip": settings.register_ip_limit,
+        },
+        enabled=settings.rate_limits_enabled,
+    )
+    return Services(
+        accounts=AccountService(ctx, hasher, tokens, limiter),
+        conversations=ConversationService(ctx),
+        messages=MessageService(ctx),
+        sync=SyncService(ctx),
+        limiter=limiter,
+    )
+
+
+def _lifespan(parts: Components, migrate_on_start: bool):  # type: ignore[no-untyped-def]
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        if migrate_on_start:
+            await migrate.upgrade(parts.engine)
+        await parts.broker.start(parts.hub.on_broker_message)
+        try:
+            yield
+        finally:
+            await parts.gateway.close_all(1001, "server shutting down")
+            await parts.hub.aclose()
+            await parts.broker.stop()
+            await parts.engine.dispose()
+
+    return lifespan
+
+
+async def _readiness(parts: Components) -> dict[str, bool]:
+    return {"database": await ping(parts.engine), "broker": await parts.broker.healthy()}
+
+
+def _add_websocket(app: FastAPI, gateway: Gateway) -> None:
+    @app.websocket("/ws")
+    async def websocket_endpoint(websocket: WebSocket) -> None:
+        await gateway.serve(websocket)
+
+
+async def _too_large(_request: object, _exc: Exception) -> JsonResponse:
+    return JsonResponse(error_body("too_large", "the request body is too large"), 413)

@@ -1,0 +1,119 @@
+"""`gochat serve | migrate | create-user | demo` - the command line."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from typing import Annotated
+
+import typer
+import uvicorn
+
+from gochat.config import Settings
+
+cli = typer.Typer(add_completion=False, no_args_is_help=True, help="GoChat, a real-time chat server.")
+
+DataDir = Annotated[
+    Path | None, typer.Option("--data-dir", help="Where the embedded database, media and secret live.")
+]
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Environment (GOCHAT_*) first, command-line options on top."""
+    given = {k: v for k, v in overrides.items() if v is not None}
+    return Settings(**given)  # type: ignore[arg-type]
+
+
+@cli.command()
+def serve(
+    host: Annotated[str | None, typer.Option(help="Address to bind.")] = None,
+    port: Annotated[int | None, typer.Option(help="Port to bind (0 picks a free one).")] = None,
+    data_dir: DataDir = None,
+    tls_cert: Annotated[
+        Path | None, typer.Option("--tls-cert", help="PEM certificate: serve https/wss.")
+    ] = None,
+    tls_key: Annotated[Path | None, typer.Option("--tls-key", help="PEM private key for --tls-cert.")] = None,
+) -> None:
+    """Serve REST, WebSocket and the web client on one port."""
+    from gochat.app import create_app
+    from gochat.observability import configure_logging
+    from gochat.realtime.wsproto import GochatWebSocketProtocol
+
+    settings = load_settings(host=host, port=port, data_dir=data_dir, tls_cert=tls_cert, tls_key=tls_key)
+    configure_logging(settings.log_level, settings.log_json)
+    app = create_app(settings)
+    config = uvicorn.Config(
+        app,
+        host=settings.host,
+        port=settings.port,
+        loop="uvloop",
+        http="httptools",
+        ws=GochatWebSocketProtocol,
+        ws_max_size=settings.ws_max_frame_bytes,
+        ws_ping_interval=settings.ws_ping_interval_s,
+        ws_ping_timeout=settings.ws_ping_timeout_s,
+        # The direct-write fan-out path sends pre-built frames: compression must stay off.
+        ws_per_message_deflate=False,
+        ssl_certfile=str(settings.tls_cert) if settings.tls_cert else None,
+        ssl_keyfile=str(settings.tls_key) if settings.tls_key else None,
+        log_config=None,
+        access_log=False,
+        timeout_graceful_shutdown=10,
+    )
+    uvicorn.Server(config).run()
+
+
+@cli.command()
+def migrate(
+    data_dir: DataDir = None,
+    revision: Annotated[str, typer.Option(help="Target revision.")] = "head",
+    down: Annotated[bool, typer.Option("--down", help="Downgrade to --revision instead.")] = False,
+) -> None:
+    """Apply the schema migrations to the configured database."""
+    from gochat.storage import migrate as migrations
+    from gochat.storage.database import create_engine
+
+    settings = load_settings(data_dir=data_dir)
+
+    async def run() -> str | None:
+        engine = create_engine(settings.effective_database_url)
+        try:
+            if down:
+                await migrations.downgrade(engine, revision if revision != "head" else "base")
+            else:
+                await migrations.upgrade(engine, revision)
+            return await migrations.current_revision(engine)
+        finally:
+            await engine.dispose()
+
+    typer.echo(f"database at revision {asyncio.run(run())}")
+
+
+@cli.command("create-user")
+def create_user(
+    username: str,
+    password: Annotated[str, typer.Option(prompt=True, hide_input=True, confirmation_prompt=True)],
+    display_name: Annotated[str | None, typer.Option()] = None,
+    data_dir: DataDir = None,
+) -> None:
+    """Create an account (administration; bypasses registration limits)."""
+    from gochat.admin import create_user as create
+
+    user = asyncio.run(create(load_settings(data_dir=data_dir), username, password, display_name))
+    typer.echo(f"created user {user.username} with id {user.id}")
+
+
+@cli.command()
+def demo(
+    data_dir: DataDir = None,
+    password: Annotated[str, typer.Option(help="Password for every demo user.")] = "gochat-demo",  # noqa: S107 - documented demo password
+) -> None:
+    """Load demo data: users alice, bob and carol and a group 'Welcome' with messages."""
+    from gochat.admin import load_demo
+
+    for line in asyncio.run(load_demo(load_settings(data_dir=data_dir), password)):
+        typer.echo(line)
+
+
+def main() -> None:
+    cli()

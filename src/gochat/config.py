@@ -1,0 +1,116 @@
+"""Settings: the only place that reads the environment (prefix ``GOCHAT_``).
+
+Built once by the CLI (or a test) and passed to ``create_app``; nothing imports a global.
+"""
+
+from __future__ import annotations
+
+import secrets
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+PLACEHOLDER_SECRETS = frozenset({"changeme", "change-me", "secret", "dev", "development", "test"})
+MIN_SECRET_LENGTH = 32
+SECRET_FILE = "secret.key"  # noqa: S105 - a file name, not a secret
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="GOCHAT_", extra="ignore")
+
+    environment: Literal["development", "production"] = "development"
+    host: str = "127.0.0.1"
+    port: int = Field(default=8000, ge=0, le=65535)
+    data_dir: Path = Path("./gochat-data")
+    database_url: str | None = None
+    broker_url: str = "memory://"
+    media_url: str | None = None
+    secret_key: str | None = None
+    allowed_origins: list[str] = Field(default_factory=list)
+    tls_cert: Path | None = None
+    tls_key: Path | None = None
+
+    # tokens
+    jwt_issuer: str = "gochat"
+    jwt_audience: str = "gochat"
+    access_token_ttl_s: int = Field(default=900, ge=30, le=86_400)
+    refresh_token_ttl_s: int = Field(default=30 * 86_400, ge=60)
+
+    # abuse
+    rate_limits_enabled: bool = True
+    login_limit: str = "10/minute"
+    login_ip_limit: str = "60/minute"
+    register_ip_limit: str = "20/hour"
+    max_body_bytes: int = Field(default=1_048_576, ge=1024)
+
+    # messaging
+    message_max_chars: int = Field(default=4000, ge=1, le=65_535)
+    history_page_max: int = 200
+    sync_replay_limit: int = Field(default=1000, ge=1)
+    group_max_members: int = Field(default=1000, ge=2)
+
+    # websocket
+    ws_auth_timeout_s: float = 10.0
+    ws_ping_interval_s: float = 20.0
+    ws_ping_timeout_s: float = 20.0
+    ws_max_frame_bytes: int = Field(default=65_536, ge=1024)
+    ws_send_buffer_bytes: int = Field(default=1_048_576, ge=16_384)
+
+    log_level: str = "info"
+    log_json: bool = True
+
+    @field_validator("allowed_origins", mode="before")
+    @classmethod
+    def _split_origins(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [o.strip() for o in value.split(",") if o.strip()]
+        return value
+
+    @model_validator(mode="after")
+    def _check_production_secret(self) -> Settings:
+        if self.environment == "production":
+            check_secret(self.secret_key)
+        return self
+
+    @property
+    def effective_database_url(self) -> str:
+        if self.database_url:
+            return self.database_url
+        return f"sqlite+aiosqlite:///{(self.data_dir / 'gochat.db').resolve()}"
+
+    @property
+    def effective_media_url(self) -> str:
+        if self.media_url:
+            return self.media_url
+        return (self.data_dir / "media").resolve().as_uri()
+
+    @property
+    def is_embedded(self) -> bool:
+        return self.effective_database_url.startswith("sqlite")
+
+
+def check_secret(secret: str | None) -> None:
+    """Refuse to run production with a missing, short or placeholder secret."""
+    if not secret:
+        raise ValueError("GOCHAT_SECRET_KEY is required in production")
+    if secret.strip().lower() in PLACEHOLDER_SECRETS or len(set(secret)) < 8:
+        raise ValueError("GOCHAT_SECRET_KEY is a placeholder; generate a random one")
+    if len(secret) < MIN_SECRET_LENGTH:
+        raise ValueError(f"GOCHAT_SECRET_KEY must be at least {MIN_SECRET_LENGTH} characters")
+
+
+def resolve_secret(settings: Settings) -> str:
+    """The configured secret, or one generated once and kept in the data dir (embedded use)."""
+    if settings.secret_key:
+        check_secret(settings.secret_key)
+        return settings.secret_key
+    path = settings.data_dir / SECRET_FILE
+    if path.exists():
+        return path.read_text().strip()
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    secret = secrets.token_urlsafe(48)
+    path.touch(mode=0o600)
+    path.write_text(secret)
+    return secret

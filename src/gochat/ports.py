@@ -1,0 +1,35 @@
+"""The small interfaces services depend on. Each adapter has a twin and a contract suite."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import datetime
+from typing import Protocol
+
+BrokerHandler = Callable[[str, bytes], None]
+
+
+class Clock(Protocol):
+    def now(self) -> datetime: ...
+
+
+class Broker(Protocol):
+    """Fan-out between nodes: an at-most-once doorbell, never the source of truth.
+
+    ``publish`` delivers ``data`` to every node subscribed to ``channel`` (this one included),
+    calling their handler in the event loop, in publish order per channel. A message published
+    while a node is disconnected from the broker is lost for that node: clients repair by
+    ``sync`` against the database.
+    """
+
+    async def start(self, handler: BrokerHandler) -> None: ...
+
+    async def stop(self) -> None: ...
+
+    async def publish(self, channel: str, data: bytes) -> None: ...
+
+    async def subscribe(self, channel: str) -> None: ...
+
+    async def unsubscribe(self, channel: str) -> None: ...
+
+    async def healthy(self) -> bool: ...

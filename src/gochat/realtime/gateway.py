@@ -1,0 +1,264 @@
+"""The /ws endpoint: authenticate, attach to the hub, and turn frames into service calls.
+
+Sans-I/O parsing lives in gochat.domain.protocol; outbound bytes go through the socket's
+Connection (coalesced, never awaited by fan-out). This module only moves data and maps
+errors to error frames and close codes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urlsplit
+
+import structlog
+from starlette.websockets import WebSocket, WebSocketDisconnect
+
+from gochat.domain import protocol as p
+from gochat.domain.wire import message_json
+from gochat.errors import GoChatError, InvalidToken
+from gochat.observability import Metrics
+from gochat.realtime.connection import Connection, Flusher, FrameSink, open_sink
+from gochat.realtime.hub import Hub
+from gochat.services.accounts import AccountService, Principal
+from gochat.services.messages import MessageService
+from gochat.services.sync import SyncService
+from gochat.storage.uow import SqlUnitOfWork
+
+log = structlog.get_logger(__name__)
+
+POLICY = 1008
+TOKEN_EXPIRED = 4001
+TYPING_INTERVAL_S = 3.0
+
+
+@dataclass(frozen=True, slots=True)
+class GatewayConfig:
+    allowed_origins: tuple[str, ...]
+    auth_timeout_s: float
+    heartbeat_s: float
+
+
+class Gateway:
+    def __init__(
+        self,
+        config: GatewayConfig,
+        hub: Hub,
+        flusher: Flusher,
+        accounts: AccountService,
+        messages: MessageService,
+        sync: SyncService,
+        uow: Any,
+        metrics: Metrics,
+    ) -> None:
+        self.config = config
+        self.hub = hub
+        self.flusher = flusher
+        self._accounts = accounts
+        self._messages = messages
+        self._sync = sync
+        self._uow = uow
+        self._metrics = metrics
+
+    async def serve(self, websocket: WebSocket) -> None:
+        await websocket.accept()
+        if not origin_allowed(websocket, self.config.allowed_origins):
+            await websocket.close(POLICY, "origin not allowed")
+            return
+        async with open_sink(websocket) as sink:
+            principal = await self._authenticate(websocket, sink)
+            if principal is not None:
+                await Session(self, websocket, sink, principal).run()
+
+    async def _authenticate(self, websocket: WebSocket, sink: FrameSink) -> Principal | None:
+        header = websocket.headers.get("authorization", "")
+        try:
+            if header.lower().startswith("bearer "):
+                return await self._accounts.authenticate(header[7:].strip())
+            return await self._first_frame_auth(websocket)
+        except (InvalidToken, AuthRefused) as exc:
+            code = TOKEN_EXPIRED if isinstance(exc, InvalidToken) else POLICY
+            await _close(websocket, code, str(exc)[:120])
+        except (TimeoutError, WebSocketDisconnect):
+            await _close(websocket, POLICY, "authentication timed out")
+        except GoChatError as exc:
+            await _close(websocket, 1011 if exc.status >= 500 else POLICY, exc.message[:120])
+        return None
+
+    async def _first_frame_auth(self, websocket: WebSocket) -> Principal:
+        message = await asyncio.wait_for(websocket.receive(), self.config.auth_timeout_s)
+        text = message.get("text")
+        if message["type"] != "websocket.receive" or text is None:
+            raise AuthRefused("the first frame must be an auth frame")
+        command = p.parse_frame(text)
+        if not isinstance(command, p.Auth):
+            raise AuthRefused("the first frame must be an auth frame")
+        return await self._accounts.authenticate(command.token)
+
+    async def active_conversations(self, user_id: int) -> list[int]:
+        uow: SqlUnitOfWork
+        async with self._uow() as uow:
+            return await uow.members.active_conversation_ids(user_id)
+
+    async def close_all(self, code: int = 1001, reason: str = "server shutting down") -> None:
+        for conn in self.hub.all_connections():
+            conn.close(code, reason)
+
+
+class AuthRefused(Exception):
+    pass
+
+
+async def _close(websocket: WebSocket, code: int, reason: str) -> None:
+    try:
+        await websocket.close(code, reason)
+    except Exception as exc:  # the peer may already be gone
+        log.debug("close_failed", error=repr(exc))
+
+
+def origin_allowed(websocket: WebSocket, allowed: tuple[str, ...]) -> bool:
+    """No Origin (non-browser client), the server's own origin, or one on the allowlist."""
+    origin = websocket.headers.get("origin")
+    if origin is None:
+        return True
+    if origin in allowed or "*" in allowed:
+        return True
+    host = websocket.headers.get("host", "")
+    return urlsplit(origin).netloc.lower() == host.lower() and bool(host)
+
+
+class Session:
+    """One authenticated socket's life: ready, requests, expiry, detach."""
+
+    def __init__(self, gateway: Gateway, websocket: WebSocket, sink: FrameSink, who: Principal) -> None:
+        self.gw = gateway
+        self.websocket = websocket
+        self.who = who
+        self.conn = Connection(who.user_id, who.session_id, sink, gateway.flusher)
+        self._expiry: asyncio.TimerHandle | None = None
+        self._typing_at: dict[int, float] = {}
+
+    async def run(self) -> None:
+        self.conn.enqueue(
+            p.encode_event(
+                "ready",
+                user_id=str(self.who.user_id),
+                session_id=str(self.who.session_id),
+                heartbeat_s=self.gw.config.heartbeat_s,
+            )
+        )
+        try:
+            await self.gw.hub.attach(self.conn, await self.gw.active_conversations(self.who.user_id))
+            self._arm_expiry(self.who.token_expires_at)
+            await self._receive_loop()
+        except GoChatError as exc:
+            self.conn.close(1011, exc.message[:120])
+        finally:
+            if self._expiry is not None:
+                self._expiry.cancel()
+            await self.gw.hub.detach(self.conn)
+
+    def _arm_expiry(self, expires_at: int) -> None:
+        if self._expiry is not None:
+            self._expiry.cancel()
+        delay = max(0.0, expires_at - time.time())
+        loop = asyncio.get_running_loop()
+        self._expiry = loop.call_later(delay, self.conn.close, TOKEN_EXPIRED, "token expired")
+
+    async def _receive_loop(self) -> None:
+        while not self.conn.closed:
+            message = await self.websocket.receive()
+            if message["type"] == "websocket.disconnect":
+                return
+            self.gw._metrics.ws_frames.inc()
+            text = message.get("text")
+            if text is None:
+                self.conn.enqueue(p.encode_error(None, "invalid_json", "send JSON in text frames"))
+                continue
+            await self._handle(p.parse_frame(text))
+
+    async def _handle(self, command: p.Command | p.Rejected) -> None:
+        if isinstance(command, p.Rejected):
+            self.conn.enqueue(p.encode_error(command.id, command.code, command.message))
+            return
+        request_id = getattr(command, "id", None)
+        try:
+            await self._dispatch(command)
+        except GoChatError as exc:
+            self.conn.enqueue(p.encode_error(request_id, exc.code, exc.message))
+        except Exception as exc:  # task boundary: report, keep the socket serving
+            log.error("ws_handler_failed", error=repr(exc), exc_info=exc)
+            self.conn.enqueue(p.encode_error(request_id, "internal_error", "internal error"))
+
+    async def _dispatch(self, command: p.Command) -> None:
+        match command:
+            case p.SendMessage():
+                await self._send(command)
+            case p.Sync():
+                await self._do_sync(command)
+            case p.MarkRead():
+                seq = await self.gw._messages.mark_read(
+                    self.who.user_id, command.conversation_id, command.seq
+                )
+                self.conn.enqueue(p.encode_ack(command.id, read_seq=seq))
+            case p.Typing():
+                await self._typing(command)
+            case p.Ping():
+                self.conn.enqueue(p.encode_event("pong", id=command.id))
+            case p.Auth():
+                await self._reauth(command)
+            case _:
+                raise UnsupportedCommand()
+
+    async def _send(self, command: p.SendMessage) -> None:
+        message, _ = await self.gw._messages.send(
+            self.who.user_id,
+            command.conversation_id,
+            command.client_msg_id,
+            command.body,
+            command.media_ids,
+            command.reply_to_seq,
+        )
+        self.conn.enqueue(p.encode_ack(command.id, message=message_json(message)))
+
+    async def _do_sync(self, command: p.Sync) -> None:
+        result = await self.gw._sync.sync(self.who.user_id, command.cursors)
+        self.conn.enqueue(p.encode_ack(command.id, resync=[str(c) for c in result.resync]))
+        for frame in result.frames:
+            self.conn.enqueue(frame)
+
+    async def _typing(self, command: p.Typing) -> None:
+        conv_id = command.conversation_id
+        if not self.gw.hub.follows(self.conn, conv_id):
+            raise NotAMember()
+        now = time.monotonic()
+        if now - self._typing_at.get(conv_id, 0.0) >= TYPING_INTERVAL_S:
+            self._typing_at[conv_id] = now
+            frame = p.encode_event("typing", conversation_id=str(conv_id), user_id=str(self.who.user_id))
+            await self.gw._messages.publish_typing(conv_id, self.who.user_id, frame)
+        if command.id is not None:
+            self.conn.enqueue(p.encode_ack(command.id))
+
+    async def _reauth(self, command: p.Auth) -> None:
+        """A fresh access token for the same session extends the socket's life."""
+        fresh = await self.gw._accounts.authenticate(command.token)
+        if (fresh.user_id, fresh.session_id) != (self.who.user_id, self.who.session_id):
+            raise InvalidToken("the token belongs to another session")
+        self.who = fresh
+        self._arm_expiry(fresh.token_expires_at)
+        if command.id is not None:
+            self.conn.enqueue(p.encode_ack(command.id, expires_at=fresh.token_expires_at))
+
+
+class UnsupportedCommand(GoChatError):
+    code = "unsupported"
+    status = 400
+    default_message = "this server does not support that request yet"
+
+
+class NotAMember(GoChatError):
+    code = "not_found"
+    status = 404
+    default_message = "no such conversation"

@@ -1,0 +1,131 @@
+"""Sending, reading history and marking read: the only code that writes messages."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from gochat import ids
+from gochat.domain.models import Event, EventKind, Message
+from gochat.domain.protocol import encode_frame
+from gochat.domain.validation import clean_body, clean_client_msg_id, field_error
+from gochat.domain.wire import event_json, read_json
+from gochat.errors import Conflict, InvalidRequest
+from gochat.services.context import ServiceContext
+from gochat.services.conversations import ConversationService
+from gochat.storage.chat_repo import DuplicateKey
+from gochat.storage.uow import SqlUnitOfWork
+
+
+class MessageService:
+    def __init__(self, ctx: ServiceContext) -> None:
+        self._ctx = ctx
+
+    async def send(
+        self,
+        sender_id: int,
+        conversation_id: int,
+        client_msg_id: str,
+        body: str | None,
+        media_ids: tuple[int, ...] = (),
+        reply_to_seq: int | None = None,
+    ) -> tuple[Message, bool]:
+        """Commit a message and only then publish it. A retry returns the first (created=False)."""
+        if media_ids:
+            raise field_error("media_ids", "media sharing is not enabled on this server yet")
+        clean_client_msg_id(client_msg_id)
+        text = clean_body(body or "", self._ctx.limits.message_max_chars)
+        try:
+            message, created = await self._insert(
+                sender_id, conversation_id, client_msg_id, text, reply_to_seq
+            )
+        except DuplicateKey:  # a concurrent retry of the same client_msg_id won the race
+            async with self._ctx.uow() as uow:
+                existing = await uow.messages.by_client_id(sender_id, client_msg_id)
+            if existing is None:
+                raise
+            return _check_retry(existing, conversation_id), False
+        if created:
+            await self._ctx.publisher.to_conversation(conversation_id, _created_frame(message))
+        return message, created
+
+    async def _insert(
+        self, sender_id: int, conversation_id: int, client_msg_id: str, text: str, reply_to_seq: int | None
+    ) -> tuple[Message, bool]:
+        now = self._ctx.clock.now()
+        async with self._ctx.uow() as uow:
+            existing = await uow.messages.by_client_id(sender_id, client_msg_id)
+            if existing is not None:
+                return _check_retry(existing, conversation_id), False
+            conv, _ = await ConversationService.load_active(uow, sender_id, conversation_id)
+            if reply_to_seq is not None and reply_to_seq > conv.last_seq:
+                raise field_error("reply_to_seq", "no such message in this conversation")
+            seq, pos = await uow.conversations.advance(conversation_id, 1, 1, now)
+            message = Message(
+                ids.new_id(), conversation_id, seq, sender_id, client_msg_id, text, reply_to_seq, now, pos=pos
+            )
+            await uow.messages.add(message)
+            await uow.events.add(Event(conversation_id, pos, EventKind.MESSAGE_CREATED, seq, sender_id, now))
+            await uow.commit()
+        return message, True
+
+    async def publish_typing(self, conversation_id: int, user_id: int, frame: bytes) -> None:
+        """Typing is ephemeral: published to the other members, never written anywhere."""
+        await self._ctx.publisher.to_conversation(conversation_id, frame, except_user=user_id)
+
+    async def history(
+        self, user_id: int, conversation_id: int, after_seq: int | None, before_seq: int | None, limit: int
+    ) -> list[Message]:
+        if after_seq is not None and before_seq is not None:
+            raise InvalidRequest("give after_seq or before_seq, not both")
+        limit = max(1, min(limit, self._ctx.limits.history_page_max))
+        async with self._ctx.uow() as uow:
+            await ConversationService.load_active(uow, user_id, conversation_id)
+            return await uow.messages.page(conversation_id, after_seq, before_seq, limit)
+
+    async def mark_read(self, user_id: int, conversation_id: int, seq: int) -> int:
+        """Move my read position forward (never back); returns the position now in force."""
+        now = self._ctx.clock.now()
+        async with self._ctx.uow() as uow:
+            conv, mine = await ConversationService.load_active(uow, user_id, conversation_id)
+            if seq > conv.last_seq:
+                raise field_error("seq", "beyond the last message of the conversation")
+            if seq <= mine.read_seq:
+                return mine.read_seq
+            event = await _record_read(uow, conversation_id, user_id, seq, now)
+            await uow.commit()
+        await self._publish_read(event, user_id)
+        return seq
+
+    async def _publish_read(self, event: Event, reader_id: int) -> None:
+        publisher = self._ctx.publisher
+        others = encode_frame(read_json(event, own=False))
+        await publisher.to_conversation(event.conversation_id, others, except_user=reader_id)
+        await publisher.to_user(reader_id, encode_frame(read_json(event, own=True)))
+
+
+async def _record_read(
+    uow: SqlUnitOfWork, conversation_id: int, user_id: int, seq: int, now: datetime
+) -> Event:
+    await uow.members.raise_read_seq(conversation_id, user_id, seq)
+    _, pos = await uow.conversations.advance(conversation_id, 0, 1, now)
+    event = Event(conversation_id, pos, EventKind.RECEIPT_READ, seq, user_id, now)
+    await uow.events.add(event)
+    return event
+
+
+def _created_frame(message: Message) -> bytes:
+    event = Event(
+        message.conversation_id,
+        message.pos,
+        EventKind.MESSAGE_CREATED,
+        message.seq,
+        message.sender_id,
+        message.created_at,
+    )
+    return encode_frame(event_json(event, message=message))
+
+
+def _check_retry(existing: Message, conversation_id: int) -> Message:
+    if existing.conversation_id != conversation_id:
+        raise Conflict("client_msg_id was already used in another conversation")
+    return existing

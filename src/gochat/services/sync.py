@@ -1,0 +1,89 @@
+"""Resume: replay every change a device missed, from the database, in log order.
+
+A device keeps one cursor per conversation: the ``pos`` of the last event it applied.
+For each conversation it is (or was) a member of, the events after its cursor are rendered
+from the current state (so a message deleted meanwhile replays as a tombstone, never with
+its old text) and sent in order. Conversations it has no cursor for (joined while away)
+start with ``conversation.created`` and replay from the join. Past ``sync_replay_limit``
+events the device gets ``resync_required`` with the position to restart from.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from gochat.domain.models import Conversation, Event, EventKind, Membership
+from gochat.domain.protocol import encode_event, encode_frame
+from gochat.domain.wire import MESSAGE_EVENTS, conversation_json, event_json
+from gochat.services.context import ServiceContext
+from gochat.storage.uow import SqlUnitOfWork
+
+
+@dataclass(slots=True)
+class SyncResult:
+    frames: list[bytes] = field(default_factory=list)
+    resync: list[int] = field(default_factory=list)
+
+
+class SyncService:
+    def __init__(self, ctx: ServiceContext) -> None:
+        self._ctx = ctx
+
+    async def sync(self, user_id: int, cursors: dict[int, int]) -> SyncResult:
+        result = SyncResult()
+        async with self._ctx.uow() as uow:
+            for membership, last_pos in await uow.members.of_user(user_id):
+                await self._replay_one(uow, user_id, membership, last_pos, cursors, result)
+        return result
+
+    async def _replay_one(
+        self,
+        uow: SqlUnitOfWork,
+        user_id: int,
+        membership: Membership,
+        last_pos: int,
+        cursors: dict[int, int],
+        result: SyncResult,
+    ) -> None:
+        conv_id = membership.conversation_id
+        cursor = cursors.get(conv_id)
+        if cursor is None and not membership.active:
+            return  # a conversation the device never knew and the user has left
+        start = membership.joined_pos - 1 if cursor is None else max(cursor, 0)
+        upto = last_pos if membership.left_pos is None else min(last_pos, membership.left_pos)
+        if upto <= start and cursor is not None:
+            return
+        if cursor is None:
+            await self._announce(uow, conv_id, result)
+        if upto - start > self._ctx.limits.sync_replay_limit:
+            result.resync.append(conv_id)
+            result.frames.append(encode_event("resync_required", conversation_id=str(conv_id), last_pos=upto))
+            return
+        events = await uow.events.between(conv_id, start, upto)
+        result.frames.extend(await _render(uow, user_id, conv_id, events))
+
+    async def _announce(self, uow: SqlUnitOfWork, conv_id: int, result: SyncResult) -> None:
+        conv = await uow.conversations.get(conv_id)
+        if conv is not None:
+            members = await uow.members.active(conv_id)
+            body = conversation_json(conv, members=members)
+            result.frames.append(encode_event("conversation.created", conversation=body))
+
+
+async def _render(uow: SqlUnitOfWork, viewer_id: int, conv_id: int, events: list[Event]) -> list[bytes]:
+    kinds = {e.kind for e in events}
+    seqs = {e.seq for e in events if e.kind in MESSAGE_EVENTS and e.seq is not None}
+    messages = await uow.messages.by_seqs(conv_id, seqs)
+    members: dict[int, Membership] = {}
+    if EventKind.MEMBER_JOINED in kinds:
+        members = {m.user_id: m for m in await uow.members.active(conv_id)}
+    conv: Conversation | None = None
+    if EventKind.CONVERSATION_UPDATED in kinds:
+        conv = await uow.conversations.get(conv_id)
+    frames = []
+    for event in events:
+        message = messages.get(event.seq) if event.seq is not None else None
+        member = members.get(event.user_id) if event.user_id is not None else None
+        body = event_json(event, message=message, member=member, conversation=conv, viewer_id=viewer_id)
+        frames.append(encode_frame(body))
+    return frames

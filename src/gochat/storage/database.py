@@ -1,0 +1,84 @@
+"""Engine construction for SQLite (embedded) and MySQL/MariaDB (cluster), and error mapping."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import event, text
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+
+from gochat.errors import Unavailable
+
+
+def is_sqlite(url: str) -> bool:
+    return make_url(url).get_backend_name() == "sqlite"
+
+
+def create_engine(url: str, *, pool_size: int = 10) -> AsyncEngine:
+    """An engine tuned for the backend; SQLite gets one connection (one writer at a time)."""
+    if is_sqlite(url):
+        return _sqlite_engine(url)
+    return create_async_engine(
+        url,
+        pool_size=pool_size,
+        max_overflow=pool_size,
+        pool_pre_ping=True,
+        pool_recycle=1800,
+        pool_timeout=10,
+        connect_args={"charset": "utf8mb4", "connect_timeout": 5},
+        isolation_level="READ COMMITTED",
+    )
+
+
+def _sqlite_engine(url: str) -> AsyncEngine:
+    database = make_url(url).database
+    if database and database != ":memory:":
+        Path(database).parent.mkdir(parents=True, exist_ok=True)
+    # SQLite has one writer; a single pooled connection serialises writes in process order
+    # instead of failing with "database is locked" under concurrency.
+    engine = create_async_engine(url, pool_size=1, max_overflow=0, pool_timeout=30)
+    event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
+    return engine
+
+
+def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+    cursor = dbapi_connection.cursor()
+    # WAL lets readers proceed during a write; synchronous=FULL makes a commit durable
+    # before the ack (guarantee 1) even across power loss.
+    for pragma in ("journal_mode=WAL", "synchronous=FULL", "foreign_keys=ON", "busy_timeout=5000"):
+        cursor.execute(f"PRAGMA {pragma}")
+    cursor.close()
+
+
+def is_connection_error(exc: BaseException) -> bool:
+    """True when the database is unreachable or the connection broke (retryable)."""
+    if isinstance(exc, OperationalError):
+        return True
+    return isinstance(exc, DBAPIError) and exc.connection_invalidated
+
+
+@asynccontextmanager
+async def translate_db_errors() -> AsyncIterator[None]:
+    """Map driver failures to Unavailable once, at the adapter edge."""
+    try:
+        yield
+    except (OperationalError, DBAPIError) as exc:
+        if is_connection_error(exc):
+            raise Unavailable("the database is unavailable; retry") from exc
+        raise
+    except (ConnectionError, OSError, TimeoutError) as exc:
+        raise Unavailable("the database is unavailable; retry") from exc
+
+
+async def ping(engine: AsyncEngine) -> bool:
+    try:
+        async with engine.connect() as conn:
+            await conn.execute(text("SELECT 1"))
+        return True
+    except Exception:
+        return False
