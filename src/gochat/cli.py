@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 from pathlib import Path
 from typing import Annotated
 
@@ -60,6 +61,11 @@ def serve(
         access_log=False,
         timeout_graceful_shutdown=10,
     )
+    # Fan-out allocates many short-lived lists per tick: freezing the start-up heap and a
+    # larger generation-0 threshold removed the GC pauses measured in FANOUT.md.
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(20_000, 20, 20)
     uvicorn.Server(config).run()
 
 

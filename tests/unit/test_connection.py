@@ -18,7 +18,7 @@ from gochat.realtime.connection import (
     Flusher,
     open_sink,
 )
-from gochat.realtime.wsproto import encode_text_frame, text_frame_payload
+from gochat.realtime.wsproto import encode_text_frame, fit_close_reason, text_frame_payload
 
 LIMIT = 1000
 
@@ -81,6 +81,12 @@ def test_text_frame_round_trips_through_websockets_parser(length: int, header_le
     assert (parsed.opcode, parsed.fin, bytes(parsed.data)) == (Opcode.TEXT, True, payload)
     assert len(frame) == header_len + length
     assert text_frame_payload(frame) == payload
+
+
+def test_close_reason_is_cut_to_123_bytes_on_a_character_boundary() -> None:
+    assert fit_close_reason("too slow") == "too slow"
+    cut = fit_close_reason("é" * 100)
+    assert cut == "é" * 61 and len(cut.encode()) == 122
 
 
 async def test_payloads_of_one_tick_become_one_newline_joined_frame() -> None:

@@ -39,6 +39,7 @@ __all__ = [
     "GochatWebSocketProtocol",
     "direct_channel",
     "encode_text_frame",
+    "fit_close_reason",
     "text_frame_payload",
     "uvicorn_ws_protocol",
 ]
@@ -63,6 +64,11 @@ def encode_text_frame(payload: bytes) -> bytes:
     else:
         header = struct.pack("!BBQ", _FIN_TEXT, 127, n)
     return header + payload
+
+
+def fit_close_reason(reason: str) -> str:
+    """Cut ``reason`` to the 123 UTF-8 bytes a close frame allows, on a character boundary."""
+    return reason.encode()[:123].decode("utf-8", "ignore")
 
 
 def text_frame_payload(frame: bytes) -> memoryview:
@@ -101,12 +107,7 @@ class DirectChannel:
     def closing(self) -> bool:
         """True once nothing may be written: not yet open, close started, or peer gone."""
         p = self._protocol
-        return (
-            p.close_sent
-            or p.disconnected
-            or p.conn.state is not State.OPEN
-            or p.transport.is_closing()
-        )
+        return p.close_sent or p.disconnected or p.conn.state is not State.OPEN or p.transport.is_closing()
 
     def write(self, frame: bytes) -> bool:
         """Queue ``frame`` on the transport; False (nothing written) if the socket is closing."""
@@ -128,6 +129,7 @@ class DirectChannel:
         if self.closing:
             return
         p = self._protocol
+        reason = fit_close_reason(reason)
         p.conn.send_close(code, reason)  # first: it rejects a bad code before any state changes
         p.transport.write(b"".join(p.conn.data_to_send()))
         p.close_sent = True
@@ -154,6 +156,9 @@ def _reset(transport: asyncio.Transport) -> None:
     transport.abort()
 
 
+GOING_AWAY = 1001
+
+
 class GochatWebSocketProtocol(WebSocketsSansIOProtocol):
     """uvicorn's sans-I/O WebSocket protocol plus a :class:`DirectChannel` in the scope."""
 
@@ -164,6 +169,21 @@ class GochatWebSocketProtocol(WebSocketsSansIOProtocol):
         # the channel here, before the app is called, holds even under an eager task factory.
         self._install_channel()
         await super().run_asgi()
+
+    def shutdown(self) -> None:
+        """Server shutdown: close open sockets with 1001 "going away" (uvicorn sends 1012).
+
+        The contract tells clients 1001 means: reconnect (to another node) and sync.
+        """
+        if not self.handshake_complete or self.close_sent:
+            super().shutdown()
+            return
+        self.stop_keepalive()
+        self.queue.put_nowait({"type": "websocket.disconnect", "code": GOING_AWAY})
+        self.conn.send_close(GOING_AWAY, "server shutting down")
+        self.transport.write(b"".join(self.conn.data_to_send()))
+        self.close_sent = True
+        self.transport.close()
 
     def _install_channel(self) -> None:
         if self.conn.extensions:
