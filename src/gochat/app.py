@@ -16,7 +16,7 @@ from gochat import __version__
 from gochat.api import accounts as accounts_api
 from gochat.api import conversations as conversations_api
 from gochat.api import health
-from gochat.api.deps import Services
+from gochat.api import state as state_api
 from gochat.api.errors import JsonResponse, error_body, install_error_handlers
 from gochat.broker.factory import create_broker
 from gochat.clock import SystemClock
@@ -30,10 +30,13 @@ from gochat.security.passwords import PasswordHasher
 from gochat.security.ratelimit import RateLimiter
 from gochat.security.tokens import TokenCodec
 from gochat.services.accounts import AccountService
+from gochat.services.chat_state import ChatStateService
 from gochat.services.context import Limits, ServiceContext
 from gochat.services.conversations import ConversationService
 from gochat.services.messages import MessageService
+from gochat.services.presence import MemoryPresenceTracker, PresenceService
 from gochat.services.publisher import Publisher
+from gochat.services.registry import Services
 from gochat.services.sync import SyncService
 from gochat.storage import migrate
 from gochat.storage.database import create_engine, ping
@@ -75,6 +78,7 @@ def create_app(
     app.include_router(health.router)
     app.include_router(accounts_api.router, prefix="/api/v1")
     app.include_router(conversations_api.router, prefix="/api/v1")
+    app.include_router(state_api.router, prefix="/api/v1")
     _add_websocket(app, parts.gateway)
     app.add_middleware(
         BodyLimitMiddleware, max_bytes=settings.max_body_bytes, exempt_prefixes=("/api/v1/media",)
@@ -95,6 +99,7 @@ def build_components(settings: Settings, clock: Clock, hasher: PasswordHasher) -
         group_max_members=settings.group_max_members,
         access_token_ttl_s=settings.access_token_ttl_s,
         refresh_token_ttl_s=settings.refresh_token_ttl_s,
+        message_edit_window_s=settings.message_edit_window_s,
     )
     uow = SqlUnitOfWorkFactory(engine)
     ctx = ServiceContext(uow, clock, publisher, limits)
@@ -107,9 +112,7 @@ def build_components(settings: Settings, clock: Clock, hasher: PasswordHasher) -
         ),
         hub,
         flusher,
-        services.accounts,
-        services.messages,
-        services.sync,
+        services,
         uow,
         metrics,
     )
@@ -132,6 +135,8 @@ def _services(settings: Settings, ctx: ServiceContext, hasher: PasswordHasher) -
         accounts=AccountService(ctx, hasher, tokens, limiter),
         conversations=ConversationService(ctx),
         messages=MessageService(ctx),
+        chat_state=ChatStateService(ctx),
+        presence=PresenceService(ctx, MemoryPresenceTracker()),
         sync=SyncService(ctx),
         limiter=limiter,
     )

@@ -7,10 +7,10 @@ from __future__ import annotations
 
 import secrets
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import Field, field_validator, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 PLACEHOLDER_SECRETS = frozenset({"changeme", "change-me", "secret", "dev", "development", "test"})
 MIN_SECRET_LENGTH = 32
@@ -28,7 +28,8 @@ class Settings(BaseSettings):
     broker_url: str = "memory://"
     media_url: str | None = None
     secret_key: str | None = None
-    allowed_origins: list[str] = Field(default_factory=list)
+    # Comma-separated in the environment (NoDecode: not JSON).
+    allowed_origins: Annotated[list[str], NoDecode] = Field(default_factory=list)
     tls_cert: Path | None = None
     tls_key: Path | None = None
 
@@ -50,6 +51,7 @@ class Settings(BaseSettings):
     history_page_max: int = 200
     sync_replay_limit: int = Field(default=1000, ge=1)
     group_max_members: int = Field(default=1000, ge=2)
+    message_edit_window_s: int = Field(default=2 * 86_400, ge=0)
 
     # websocket
     ws_auth_timeout_s: float = 10.0
@@ -108,7 +110,11 @@ def resolve_secret(settings: Settings) -> str:
         return settings.secret_key
     path = settings.data_dir / SECRET_FILE
     if path.exists():
-        return path.read_text().strip()
+        stored = path.read_text().strip()
+        # An empty or truncated file must never become a signing key anyone could recompute.
+        if len(stored) < MIN_SECRET_LENGTH:
+            raise ValueError(f"{path} holds no usable secret; delete it and a new one is generated")
+        return stored
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     secret = secrets.token_urlsafe(48)
     path.touch(mode=0o600)

@@ -1,7 +1,9 @@
 from __future__ import annotations
 
+import asyncio
+
 import orjson
-from websockets.asyncio.client import connect
+from websockets.asyncio.client import ClientConnection, connect
 
 from tests.support import LiveServer
 
@@ -31,8 +33,17 @@ async def test_two_users_chat_over_websocket(server: LiveServer) -> None:
         assert orjson.loads(await ws_b.recv())["type"] == "ready"
         frame = {"type": "message.send", "id": "1", "conversation_id": conv_id, "client_msg_id": "c1", "body": "hi"}
         await ws_a.send(orjson.dumps(frame).decode())
-        got_a = [orjson.loads(line) for line in (await ws_a.recv()).splitlines()]
-        got_b = [orjson.loads(line) for line in (await ws_b.recv()).splitlines()]
-        assert got_a[0]["type"] == "ack" and got_a[0]["message"]["seq"] == 1
-        assert got_b[0]["type"] == "message.created"
-        assert got_b[0]["message"]["body"] == "hi"
+        ack = await next_of_type(ws_a, "ack")
+        created = await next_of_type(ws_b, "message.created")
+        assert ack["id"] == "1" and ack["message"]["seq"] == 1
+        assert created["message"]["body"] == "hi" and created["message"]["seq"] == 1
+
+
+async def next_of_type(ws: ClientConnection, kind: str) -> dict[str, object]:
+    """The next server object of a type (frames may carry several, newline-separated)."""
+    async with asyncio.timeout(5):
+        while True:
+            for line in str(await ws.recv()).splitlines():
+                obj: dict[str, object] = orjson.loads(line)
+                if obj["type"] == kind:
+                    return obj

@@ -20,7 +20,7 @@ from gochat.api.schemas import (
 )
 from gochat.domain.models import Role
 from gochat.domain.validation import field_error
-from gochat.domain.wire import conversation_json, message_json, summary_json
+from gochat.domain.wire import message_json, summary_json
 from gochat.errors import NotFound
 
 router = APIRouter(prefix="/conversations")
@@ -56,8 +56,8 @@ async def create(body: ConversationIn, me: PrincipalDep, svc: ServicesDep, respo
 
 
 async def _detail(svc: ServicesDep, user_id: int, conversation_id: int) -> object:
-    conv, mine, members, unread = await svc.conversations.get(user_id, conversation_id)
-    return conversation_json(conv, read_seq=mine.read_seq, unread_count=unread, members=members)
+    summary, members = await svc.conversations.get(user_id, conversation_id)
+    return summary_json(summary, members)
 
 
 @router.get("", response_model=ConversationsOut, responses=ERRORS)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Annotated
 
 from fastapi import Depends, Request
@@ -10,20 +9,8 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from gochat.errors import InvalidToken, NotFound
 from gochat.ids import parse_id
-from gochat.security.ratelimit import RateLimiter
-from gochat.services.accounts import AccountService, Principal
-from gochat.services.conversations import ConversationService
-from gochat.services.messages import MessageService
-from gochat.services.sync import SyncService
-
-
-@dataclass(frozen=True, slots=True)
-class Services:
-    accounts: AccountService
-    conversations: ConversationService
-    messages: MessageService
-    sync: SyncService
-    limiter: RateLimiter
+from gochat.services.accounts import Principal
+from gochat.services.registry import Services
 
 
 def services(request: Request) -> Services:

@@ -81,6 +81,12 @@ class MemberOut(BaseModel):
     role: str
 
 
+class ReactionOut(BaseModel):
+    emoji: str
+    count: int
+    user_ids: list[str]
+
+
 class MessageOut(BaseModel):
     id: str
     conversation_id: str
@@ -94,6 +100,8 @@ class MessageOut(BaseModel):
     created_at: str
     edited_at: str | None
     deleted: bool
+    mentions: list[str] = []
+    reactions: list[ReactionOut] = []
 
 
 class ConversationOut(BaseModel):
@@ -105,6 +113,8 @@ class ConversationOut(BaseModel):
     last_pos: int
     read_seq: int
     unread_count: int
+    mention_count: int = 0
+    muted: bool = False
     last_message: MessageOut | None
     members: list[MemberOut] | None = None
 
@@ -137,3 +147,39 @@ class ErrorDetail(BaseModel):
 
 class ErrorOut(BaseModel):
     error: ErrorDetail
+
+
+class EditIn(Body):
+    body: str = Field(min_length=1, max_length=262_144)
+
+
+class MuteIn(Body):
+    muted: bool
+
+
+class ReactionsOut(BaseModel):
+    seq: int
+    reactions: list[ReactionOut]
+
+
+class BadgeOut(BaseModel):
+    conversation_id: str
+    unread_count: int
+    mention_count: int
+    muted: bool
+
+
+class NotificationsOut(BaseModel):
+    total_unread: int
+    total_mentions: int
+    conversations: list[BadgeOut]
+
+
+class PresenceOut(BaseModel):
+    user_id: str
+    status: Literal["online", "offline"]
+    last_seen_at: str | None
+
+
+class PresenceListOut(BaseModel):
+    presence: list[PresenceOut]

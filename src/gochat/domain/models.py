@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
 
@@ -73,10 +73,23 @@ class Membership:
     read_seq: int
     joined_pos: int
     left_pos: int | None
+    muted: bool = False
 
     @property
     def active(self) -> bool:
         return self.left_pos is None
+
+
+@dataclass(frozen=True, slots=True)
+class ReactionSummary:
+    """One emoji on one message: how many and who."""
+
+    emoji: str
+    user_ids: tuple[int, ...]
+
+    @property
+    def count(self) -> int:
+        return len(self.user_ids)
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,6 +105,8 @@ class Message:
     edited_at: datetime | None = None
     deleted_at: datetime | None = None
     pos: int = 0
+    mention_ids: tuple[int, ...] = ()
+    reactions: tuple[ReactionSummary, ...] = ()
 
     @property
     def deleted(self) -> bool:
@@ -117,7 +132,8 @@ class ConversationSummary:
     read_seq: int
     unread_count: int
     last_message: Message | None
-    member_ids: tuple[int, ...] = field(default_factory=tuple)
+    mention_count: int = 0
+    muted: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -130,3 +146,20 @@ class Event:
     seq: int | None
     user_id: int | None
     created_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class Badge:
+    conversation_id: int
+    unread_count: int
+    mention_count: int
+    muted: bool
+
+
+@dataclass(frozen=True, slots=True)
+class NotificationSummary:
+    """What a client needs for badges without fetching every conversation."""
+
+    total_unread: int
+    total_mentions: int
+    conversations: list[Badge]

@@ -16,6 +16,7 @@ from gochat.domain.models import (
     EventKind,
     Membership,
     Message,
+    NotificationSummary,
     User,
 )
 
@@ -48,7 +49,16 @@ def message_json(message: Message) -> Json:
         "created_at": to_rfc3339(message.created_at),
         "edited_at": to_rfc3339(message.edited_at),
         "deleted": message.deleted,
+        "mentions": [str(u) for u in message.mention_ids],
+        "reactions": reactions_json(message),
     }
+
+
+def reactions_json(message: Message) -> list[Json]:
+    return [
+        {"emoji": r.emoji, "count": r.count, "user_ids": [str(u) for u in r.user_ids]}
+        for r in message.reactions
+    ]
 
 
 def members_json(members: list[Membership]) -> list[Json]:
@@ -62,6 +72,8 @@ def conversation_json(
     unread_count: int = 0,
     members: list[Membership] | None = None,
     last_message: Message | None = None,
+    mention_count: int = 0,
+    muted: bool = False,
 ) -> Json:
     body: Json = {
         "id": str(conversation.id),
@@ -72,6 +84,8 @@ def conversation_json(
         "last_pos": conversation.last_pos,
         "read_seq": read_seq,
         "unread_count": unread_count,
+        "mention_count": mention_count,
+        "muted": muted,
         "last_message": message_json(last_message) if last_message else None,
     }
     if members is not None:
@@ -79,12 +93,15 @@ def conversation_json(
     return body
 
 
-def summary_json(summary: ConversationSummary) -> Json:
+def summary_json(summary: ConversationSummary, members: list[Membership] | None = None) -> Json:
     return conversation_json(
         summary.conversation,
         read_seq=summary.read_seq,
         unread_count=summary.unread_count,
         last_message=summary.last_message,
+        mention_count=summary.mention_count,
+        muted=summary.muted,
+        members=members,
     )
 
 
@@ -125,6 +142,8 @@ def _event_details(
     member: Membership | None,
     conversation: Conversation | None,
 ) -> Mapping[str, Any]:
+    if event.kind is EventKind.REACTION_CHANGED:
+        return {"seq": event.seq, "reactions": reactions_json(message) if message else []}
     if event.kind in MESSAGE_EVENTS:
         return {"message": message_json(message)} if message else {"seq": event.seq}
     if event.kind in MEMBER_EVENTS:
@@ -146,3 +165,22 @@ MESSAGE_EVENTS = frozenset(
     }
 )
 MEMBER_EVENTS = frozenset({EventKind.MEMBER_JOINED, EventKind.MEMBER_LEFT})
+
+
+def notification_json(summary: NotificationSummary) -> Json:
+    """Badges: totals and per-conversation counts (muted conversations excluded from total_unread)."""
+    return {
+        "type": "notification",
+        "total_unread": summary.total_unread,
+        "total_mentions": summary.total_mentions,
+        "conversations": [
+            {
+                "conversation_id": str(b.conversation_id),
+                "unread_count": b.unread_count,
+                "mention_count": b.mention_count,
+                "muted": b.muted,
+            }
+            for b in summary.conversations
+        ],
+    }
+

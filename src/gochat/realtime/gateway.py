@@ -17,14 +17,13 @@ import structlog
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from gochat.domain import protocol as p
-from gochat.domain.wire import message_json
+from gochat.domain.wire import message_json, notification_json, reactions_json
 from gochat.errors import GoChatError, InvalidToken
 from gochat.observability import Metrics
 from gochat.realtime.connection import Connection, Flusher, FrameSink, open_sink
 from gochat.realtime.hub import Hub
-from gochat.services.accounts import AccountService, Principal
-from gochat.services.messages import MessageService
-from gochat.services.sync import SyncService
+from gochat.services.accounts import Principal
+from gochat.services.registry import Services
 from gochat.storage.uow import SqlUnitOfWork
 
 log = structlog.get_logger(__name__)
@@ -32,6 +31,7 @@ log = structlog.get_logger(__name__)
 POLICY = 1008
 TOKEN_EXPIRED = 4001
 TYPING_INTERVAL_S = 3.0
+TYPING_TTL_S = 5
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,18 +47,17 @@ class Gateway:
         config: GatewayConfig,
         hub: Hub,
         flusher: Flusher,
-        accounts: AccountService,
-        messages: MessageService,
-        sync: SyncService,
+        services: Services,
         uow: Any,
         metrics: Metrics,
     ) -> None:
         self.config = config
         self.hub = hub
         self.flusher = flusher
-        self._accounts = accounts
-        self._messages = messages
-        self._sync = sync
+        self.services = services
+        self._accounts = services.accounts
+        self._messages = services.messages
+        self._sync = services.sync
         self._uow = uow
         self._metrics = metrics
 
@@ -149,8 +148,13 @@ class Session:
                 heartbeat_s=self.gw.config.heartbeat_s,
             )
         )
+        presence = self.gw.services.presence
+        attached = False
         try:
-            await self.gw.hub.attach(self.conn, await self.gw.active_conversations(self.who.user_id))
+            conversations = await self.gw.active_conversations(self.who.user_id)
+            await self.gw.hub.attach(self.conn, conversations)
+            attached = True
+            await presence.connected(self.who.user_id, conversations)
             self._arm_expiry(self.who.token_expires_at)
             await self._receive_loop()
         except GoChatError as exc:
@@ -158,7 +162,16 @@ class Session:
         finally:
             if self._expiry is not None:
                 self._expiry.cancel()
-            await self.gw.hub.detach(self.conn)
+            await self._leave(attached)
+
+    async def _leave(self, attached: bool) -> None:
+        following = self.gw.hub.conversations_of(self.conn)
+        await self.gw.hub.detach(self.conn)
+        if attached:
+            try:
+                await self.gw.services.presence.disconnected(self.who.user_id, following)
+            except GoChatError as exc:  # the database may be down; presence is best effort
+                log.warning("presence_update_failed", error=exc.message)
 
     def _arm_expiry(self, expires_at: int) -> None:
         if self._expiry is not None:
@@ -209,8 +222,27 @@ class Session:
                 self.conn.enqueue(p.encode_event("pong", id=command.id))
             case p.Auth():
                 await self._reauth(command)
+            case p.EditMessage():
+                edited = await self.gw.services.chat_state.edit(
+                    self.who.user_id, command.conversation_id, command.seq, command.body
+                )
+                self.conn.enqueue(p.encode_ack(command.id, message=message_json(edited)))
+            case p.DeleteMessage():
+                deleted = await self.gw.services.chat_state.delete(
+                    self.who.user_id, command.conversation_id, command.seq
+                )
+                self.conn.enqueue(p.encode_ack(command.id, message=message_json(deleted)))
+            case p.AddReaction() | p.RemoveReaction():
+                await self._react(command)
             case _:
                 raise UnsupportedCommand()
+
+    async def _react(self, command: p.AddReaction | p.RemoveReaction) -> None:
+        add = isinstance(command, p.AddReaction)
+        message = await self.gw.services.chat_state.react(
+            self.who.user_id, command.conversation_id, command.seq, command.emoji, add=add
+        )
+        self.conn.enqueue(p.encode_ack(command.id, seq=message.seq, reactions=reactions_json(message)))
 
     async def _send(self, command: p.SendMessage) -> None:
         message, _ = await self.gw._messages.send(
@@ -228,6 +260,8 @@ class Session:
         self.conn.enqueue(p.encode_ack(command.id, resync=[str(c) for c in result.resync]))
         for frame in result.frames:
             self.conn.enqueue(frame)
+        summary = await self.gw.services.chat_state.summary(self.who.user_id)
+        self.conn.enqueue(p.encode_frame(notification_json(summary)))
 
     async def _typing(self, command: p.Typing) -> None:
         conv_id = command.conversation_id
@@ -236,7 +270,12 @@ class Session:
         now = time.monotonic()
         if now - self._typing_at.get(conv_id, 0.0) >= TYPING_INTERVAL_S:
             self._typing_at[conv_id] = now
-            frame = p.encode_event("typing", conversation_id=str(conv_id), user_id=str(self.who.user_id))
+            frame = p.encode_event(
+                "typing",
+                conversation_id=str(conv_id),
+                user_id=str(self.who.user_id),
+                expires_in_s=TYPING_TTL_S,
+            )
             await self.gw._messages.publish_typing(conv_id, self.who.user_id, frame)
         if command.id is not None:
             self.conn.enqueue(p.encode_ack(command.id))

@@ -40,6 +40,9 @@ class Hub:
         """Is this socket's user a current member (as far as this node knows)?"""
         return conversation_id in self._convs_of.get(conn, ())
 
+    def conversations_of(self, conn: Connection) -> list[int]:
+        return sorted(self._convs_of.get(conn, ()))
+
     async def attach(self, conn: Connection, conversation_ids: Iterable[int]) -> None:
         self._convs_of[conn] = set()
         self._by_user[conn.user_id].add(conn)

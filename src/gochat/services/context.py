@@ -18,6 +18,7 @@ class Limits:
     group_max_members: int = 1000
     access_token_ttl_s: int = 900
     refresh_token_ttl_s: int = 30 * 86_400
+    message_edit_window_s: int = 2 * 86_400
 
 
 @dataclass(frozen=True, slots=True)

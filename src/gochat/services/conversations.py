@@ -115,15 +115,19 @@ class ConversationService:
         for member in members:
             await self._ctx.publisher.to_user(member.user_id, frame, route=f"join:{conv.id}")
 
-    async def get(
-        self, user_id: int, conversation_id: int
-    ) -> tuple[Conversation, Membership, list[Membership], int]:
-        """(conversation, my membership, members, unread count), or NotFound for non-members."""
+    async def get(self, user_id: int, conversation_id: int) -> tuple[ConversationSummary, list[Membership]]:
+        """The conversation as this member sees it, and its members; NotFound for non-members."""
+        ids = [conversation_id]
         async with self._ctx.uow() as uow:
             conv, mine = await self.load_active(uow, user_id, conversation_id)
             members = await uow.members.active(conversation_id)
-            unread = await uow.messages.unread_counts(user_id, [conversation_id])
-        return conv, mine, members, unread[conversation_id]
+            unread = await uow.messages.unread_counts(user_id, ids)
+            mentioned = await uow.mentions.unread_counts(user_id, ids)
+            last = await uow.messages.last_messages(ids)
+        summary = ConversationSummary(
+            conv, mine.read_seq, unread[conv.id], last.get(conv.id), mentioned[conv.id], mine.muted
+        )
+        return summary, members
 
     @staticmethod
     async def load_active(
@@ -145,9 +149,13 @@ class ConversationService:
             page = rows[:limit]
             conv_ids = [c.id for c, _ in page]
             unread = await uow.messages.unread_counts(user_id, conv_ids)
+            mentioned = await uow.mentions.unread_counts(user_id, conv_ids)
             last = await uow.messages.last_messages(conv_ids)
             activity = await uow.conversations.activity_of(page[-1][0].id) if len(rows) > limit else None
-        summaries = [ConversationSummary(c, m.read_seq, unread[c.id], last.get(c.id)) for c, m in page]
+        summaries = [
+            ConversationSummary(c, m.read_seq, unread[c.id], last.get(c.id), mentioned[c.id], m.muted)
+            for c, m in page
+        ]
         next_cursor = encode_cursor(activity.replace(tzinfo=UTC), page[-1][0].id) if activity else None
         return summaries, next_cursor
 

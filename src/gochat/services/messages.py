@@ -5,13 +5,15 @@ from __future__ import annotations
 from datetime import datetime
 
 from gochat import ids
-from gochat.domain.models import Event, EventKind, Message
+from gochat.domain.chat_rules import MAX_MENTIONS, mentioned_keys
+from gochat.domain.models import Conversation, ConversationKind, Event, EventKind, Message
 from gochat.domain.protocol import encode_frame
 from gochat.domain.validation import clean_body, clean_client_msg_id, field_error
 from gochat.domain.wire import event_json, read_json
 from gochat.errors import Conflict, InvalidRequest
 from gochat.services.context import ServiceContext
 from gochat.services.conversations import ConversationService
+from gochat.services.loading import with_reactions
 from gochat.storage.chat_repo import DuplicateKey
 from gochat.storage.uow import SqlUnitOfWork
 
@@ -59,11 +61,22 @@ class MessageService:
             conv, _ = await ConversationService.load_active(uow, sender_id, conversation_id)
             if reply_to_seq is not None and reply_to_seq > conv.last_seq:
                 raise field_error("reply_to_seq", "no such message in this conversation")
+            mentioned = await _mentioned(uow, conv, sender_id, text)
             seq, pos = await uow.conversations.advance(conversation_id, 1, 1, now)
             message = Message(
-                ids.new_id(), conversation_id, seq, sender_id, client_msg_id, text, reply_to_seq, now, pos=pos
+                ids.new_id(),
+                conversation_id,
+                seq,
+                sender_id,
+                client_msg_id,
+                text,
+                reply_to_seq,
+                now,
+                pos=pos,
+                mention_ids=mentioned,
             )
             await uow.messages.add(message)
+            await uow.mentions.add(conversation_id, seq, mentioned)
             await uow.events.add(Event(conversation_id, pos, EventKind.MESSAGE_CREATED, seq, sender_id, now))
             await uow.commit()
         return message, True
@@ -80,7 +93,8 @@ class MessageService:
         limit = max(1, min(limit, self._ctx.limits.history_page_max))
         async with self._ctx.uow() as uow:
             await ConversationService.load_active(uow, user_id, conversation_id)
-            return await uow.messages.page(conversation_id, after_seq, before_seq, limit)
+            page = await uow.messages.page(conversation_id, after_seq, before_seq, limit)
+            return await with_reactions(uow, conversation_id, page)
 
     async def mark_read(self, user_id: int, conversation_id: int, seq: int) -> int:
         """Move my read position forward (never back); returns the position now in force."""
@@ -111,6 +125,15 @@ async def _record_read(
     event = Event(conversation_id, pos, EventKind.RECEIPT_READ, seq, user_id, now)
     await uow.events.add(event)
     return event
+
+
+async def _mentioned(uow: SqlUnitOfWork, conv: Conversation, sender_id: int, text: str) -> tuple[int, ...]:
+    """Members of a group named as @username in the text (not the sender)."""
+    if conv.kind is not ConversationKind.GROUP or "@" not in text:
+        return ()
+    keys = set(sorted(mentioned_keys(text))[:MAX_MENTIONS])
+    found = await uow.members.ids_by_username(conv.id, keys)
+    return tuple(sorted(u for u in found if u != sender_id))
 
 
 def _created_frame(message: Message) -> bytes:

@@ -16,6 +16,7 @@ from gochat.domain.models import Conversation, Event, EventKind, Membership
 from gochat.domain.protocol import encode_event, encode_frame
 from gochat.domain.wire import MESSAGE_EVENTS, conversation_json, event_json
 from gochat.services.context import ServiceContext
+from gochat.services.loading import with_reactions
 from gochat.storage.uow import SqlUnitOfWork
 
 
@@ -73,7 +74,8 @@ class SyncService:
 async def _render(uow: SqlUnitOfWork, viewer_id: int, conv_id: int, events: list[Event]) -> list[bytes]:
     kinds = {e.kind for e in events}
     seqs = {e.seq for e in events if e.kind in MESSAGE_EVENTS and e.seq is not None}
-    messages = await uow.messages.by_seqs(conv_id, seqs)
+    found = await uow.messages.by_seqs(conv_id, seqs)
+    messages = {m.seq: m for m in await with_reactions(uow, conv_id, list(found.values()))}
     members: dict[int, Membership] = {}
     if EventKind.MEMBER_JOINED in kinds:
         members = {m.user_id: m for m in await uow.members.active(conv_id)}

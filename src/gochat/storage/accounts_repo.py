@@ -64,6 +64,20 @@ class SqlUserRepo:
         if changes:
             await self._conn.execute(update(users).where(users.c.id == user_id).values(changes))
 
+    async def set_last_seen(self, user_id: int, moment: datetime) -> None:
+        query = update(users).where(users.c.id == user_id).values(last_seen_at=to_db_time(moment))
+        await self._conn.execute(query)
+
+    async def presence_facts(self, user_ids: set[int]) -> dict[int, tuple[bool, datetime | None]]:
+        """(hidden, last seen) per user."""
+        if not user_ids:
+            return {}
+        query = select(users.c.id, users.c.presence_hidden, users.c.last_seen_at).where(
+            users.c.id.in_(user_ids)
+        )
+        rows = await self._conn.execute(query)
+        return {r.id: (bool(r.presence_hidden), from_db_time(r.last_seen_at)) for r in rows}
+
     async def set_password(self, user_id: int, password_hash: str) -> None:
         query = update(users).where(users.c.id == user_id).values(password_hash=password_hash)
         await self._conn.execute(query)

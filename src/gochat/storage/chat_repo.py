@@ -14,11 +14,12 @@ from gochat.domain.models import Conversation, Event, Membership, Message, Role
 from gochat.storage.rows import (
     conversation_from_row,
     event_from_row,
+    format_id_list,
     membership_from_row,
     message_from_row,
     to_db_time,
 )
-from gochat.storage.tables import conversations, events, members, messages
+from gochat.storage.tables import conversations, events, members, messages, users
 
 
 class DuplicateKey(Exception):
@@ -177,6 +178,54 @@ class SqlMemberRepo:
         )
         return (await self._conn.execute(query)).rowcount == 1
 
+    async def set_muted(self, conversation_id: int, user_id: int, muted: bool) -> None:
+        await self._conn.execute(
+            update(members)
+            .where(members.c.conversation_id == conversation_id, members.c.user_id == user_id)
+            .values(muted=muted)
+        )
+
+    async def muted_flags(self, user_id: int) -> dict[int, bool]:
+        """Active conversations of the user and whether each is muted."""
+        query = select(members.c.conversation_id, members.c.muted).where(
+            members.c.user_id == user_id, members.c.left_pos.is_(None)
+        )
+        return {row.conversation_id: bool(row.muted) for row in await self._conn.execute(query)}
+
+    async def ids_by_username(self, conversation_id: int, keys: set[str]) -> list[int]:
+        """Active members whose username key is among ``keys`` (resolving @mentions)."""
+        if not keys:
+            return []
+        query = (
+            select(users.c.id)
+            .join(members, members.c.user_id == users.c.id)
+            .where(
+                members.c.conversation_id == conversation_id,
+                members.c.left_pos.is_(None),
+                users.c.username_key.in_(keys),
+            )
+        )
+        return list((await self._conn.execute(query)).scalars())
+
+    async def contacts_among(self, user_id: int, candidates: set[int]) -> set[int]:
+        """Those of ``candidates`` who share an active conversation with the user."""
+        if not candidates:
+            return set()
+        mine = members.alias("mine")
+        theirs = members.alias("theirs")
+        query = (
+            select(theirs.c.user_id)
+            .join(mine, mine.c.conversation_id == theirs.c.conversation_id)
+            .where(
+                mine.c.user_id == user_id,
+                mine.c.left_pos.is_(None),
+                theirs.c.left_pos.is_(None),
+                theirs.c.user_id.in_(candidates),
+            )
+            .distinct()
+        )
+        return set((await self._conn.execute(query)).scalars())
+
     async def of_user(self, user_id: int) -> list[tuple[Membership, int]]:
         """Every membership of a user, past and present, with the conversation's last pos."""
         query = (
@@ -220,6 +269,7 @@ class SqlMessageRepo:
             "body": message.body,
             "reply_to_seq": message.reply_to_seq,
             "created_at": to_db_time(message.created_at),
+            "mention_ids": format_id_list(message.mention_ids),
         }
         try:
             await self._conn.execute(messages.insert().values(**values))
@@ -258,14 +308,16 @@ class SqlMessageRepo:
         rows = [message_from_row(r) for r in await self._conn.execute(query.limit(limit))]
         return sorted(rows, key=lambda m: m.seq) if before_seq is not None else rows
 
-    async def update_body(self, message_id: int, body: str, now: datetime, pos: int) -> None:
+    async def update_body(self, message_id: int, body: str, now: datetime) -> None:
         await self._conn.execute(
             update(messages).where(messages.c.id == message_id).values(body=body, edited_at=to_db_time(now))
         )
 
     async def tombstone(self, message_id: int, now: datetime) -> None:
         await self._conn.execute(
-            update(messages).where(messages.c.id == message_id).values(body=None, deleted_at=to_db_time(now))
+            update(messages)
+            .where(messages.c.id == message_id)
+            .values(body=None, mention_ids=None, deleted_at=to_db_time(now))
         )
 
     async def unread_counts(self, user_id: int, conversation_ids: list[int]) -> dict[int, int]:

@@ -73,6 +73,7 @@ def membership_from_row(row: Any) -> Membership:
         read_seq=row.read_seq,
         joined_pos=row.joined_pos,
         left_pos=row.left_pos,
+        muted=bool(row.muted),
     )
 
 
@@ -89,7 +90,16 @@ def message_from_row(row: Any) -> Message:
         created_at=aware(row.created_at),
         edited_at=from_db_time(row.edited_at),
         deleted_at=from_db_time(row.deleted_at),
+        mention_ids=parse_id_list(row.mention_ids),
     )
+
+
+def parse_id_list(text: str | None) -> tuple[int, ...]:
+    return tuple(int(part) for part in text.split()) if text else ()
+
+
+def format_id_list(values: tuple[int, ...]) -> str | None:
+    return " ".join(str(v) for v in values) if values else None
 
 
 def event_from_row(row: Any) -> Event:

@@ -55,6 +55,7 @@ users = Table(
     Column("presence_hidden", Boolean, nullable=False, default=False),
     utc_datetime("created_at"),
     utc_datetime("deleted_at", nullable=True),
+    utc_datetime("last_seen_at", nullable=True),
     **MYSQL,
 )
 
@@ -131,6 +132,8 @@ messages = Table(
     utc_datetime("created_at"),
     utc_datetime("edited_at", nullable=True),
     utc_datetime("deleted_at", nullable=True),
+    # Space-separated user ids mentioned (rendering); the mentions table is for counting.
+    Column("mention_ids", String(1024), nullable=True),
     UniqueConstraint("conversation_id", "seq"),
     UniqueConstraint("sender_id", "client_msg_id"),
     **MYSQL,
@@ -146,5 +149,27 @@ events = Table(
     Column("user_id", BigInteger, nullable=True),
     utc_datetime("created_at"),
     PrimaryKeyConstraint("conversation_id", "pos"),
+    **MYSQL,
+)
+
+reactions = Table(
+    "reactions",
+    metadata,
+    Column("conversation_id", BigInteger, nullable=False),
+    Column("seq", BigInteger, nullable=False),
+    Column("user_id", BigInteger, nullable=False),
+    Column("emoji", String(64), nullable=False),
+    utc_datetime("created_at"),
+    PrimaryKeyConstraint("conversation_id", "seq", "user_id", "emoji"),
+    **MYSQL,
+)
+
+mentions = Table(
+    "mentions",
+    metadata,
+    Column("user_id", BigInteger, nullable=False),
+    Column("conversation_id", BigInteger, nullable=False),
+    Column("seq", BigInteger, nullable=False),
+    PrimaryKeyConstraint("user_id", "conversation_id", "seq"),
     **MYSQL,
 )

@@ -16,6 +16,7 @@ from gochat.storage.chat_repo import (
     SqlMessageRepo,
 )
 from gochat.storage.database import is_connection_error
+from gochat.storage.state_repo import SqlMentionRepo, SqlReactionRepo
 
 
 class SqlUnitOfWork:
@@ -27,6 +28,8 @@ class SqlUnitOfWork:
     members: SqlMemberRepo
     messages: SqlMessageRepo
     events: SqlEventRepo
+    reactions: SqlReactionRepo
+    mentions: SqlMentionRepo
 
     def __init__(self, engine: AsyncEngine) -> None:
         self._engine = engine
@@ -49,6 +52,8 @@ class SqlUnitOfWork:
         self.members = SqlMemberRepo(conn)
         self.messages = SqlMessageRepo(conn)
         self.events = SqlEventRepo(conn)
+        self.reactions = SqlReactionRepo(conn)
+        self.mentions = SqlMentionRepo(conn)
         return self
 
     async def commit(self) -> None:

@@ -1,0 +1,95 @@
+"""Presence: online when a user's first device connects, offline when the last one leaves.
+
+Counting devices is the tracker's job (in-process here; Redis with TTLs in a cluster);
+this service decides when a change is visible and tells the user's conversations. A user
+who hides presence is never announced and always reads as offline.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass
+from datetime import datetime
+
+from gochat.clock import to_rfc3339
+from gochat.domain.protocol import encode_event
+from gochat.services.context import ServiceContext
+
+
+class MemoryPresenceTracker:
+    """Devices online per user on this node (the embedded shape has one node)."""
+
+    def __init__(self) -> None:
+        self._devices: Counter[int] = Counter()
+
+    async def connect(self, user_id: int) -> bool:
+        """Count a device; True if it is the user's first."""
+        self._devices[user_id] += 1
+        return self._devices[user_id] == 1
+
+    async def disconnect(self, user_id: int) -> bool:
+        """Uncount a device; True if it was the user's last."""
+        self._devices[user_id] -= 1
+        if self._devices[user_id] > 0:
+            return False
+        del self._devices[user_id]
+        return True
+
+    async def online(self, user_ids: set[int]) -> set[int]:
+        return {u for u in user_ids if self._devices.get(u, 0) > 0}
+
+
+@dataclass(frozen=True, slots=True)
+class PresenceInfo:
+    user_id: int
+    online: bool
+    last_seen_at: datetime | None
+
+
+class PresenceService:
+    def __init__(self, ctx: ServiceContext, tracker: MemoryPresenceTracker) -> None:
+        self._ctx = ctx
+        self._tracker = tracker
+
+    async def connected(self, user_id: int, conversation_ids: list[int]) -> None:
+        if await self._tracker.connect(user_id) and not await self._hidden(user_id):
+            await self._announce(user_id, conversation_ids, "online", None)
+
+    async def disconnected(self, user_id: int, conversation_ids: list[int]) -> None:
+        if not await self._tracker.disconnect(user_id):
+            return
+        now = self._ctx.clock.now()
+        async with self._ctx.uow() as uow:
+            await uow.users.set_last_seen(user_id, now)
+            hidden = (await uow.users.presence_facts({user_id})).get(user_id, (True, None))[0]
+            await uow.commit()
+        if not hidden:
+            await self._announce(user_id, conversation_ids, "offline", now)
+
+    async def _hidden(self, user_id: int) -> bool:
+        async with self._ctx.uow() as uow:
+            facts = await uow.users.presence_facts({user_id})
+        return facts.get(user_id, (True, None))[0]
+
+    async def _announce(
+        self, user_id: int, conversation_ids: list[int], status: str, seen: datetime | None
+    ) -> None:
+        frame = encode_event("presence", user_id=str(user_id), status=status, last_seen_at=to_rfc3339(seen))
+        for conv_id in conversation_ids:
+            await self._ctx.publisher.to_conversation(conv_id, frame, except_user=user_id)
+
+    async def query(self, viewer_id: int, user_ids: set[int]) -> list[PresenceInfo]:
+        """Presence of the viewer's contacts (people sharing a conversation); others are omitted."""
+        async with self._ctx.uow() as uow:
+            visible = await uow.members.contacts_among(viewer_id, user_ids - {viewer_id})
+            if viewer_id in user_ids:
+                visible.add(viewer_id)
+            facts = await uow.users.presence_facts(visible)
+        online = await self._tracker.online(visible)
+        return [_info(u, u in online, *facts.get(u, (True, None))) for u in sorted(visible)]
+
+
+def _info(user_id: int, online: bool, hidden: bool, last_seen: datetime | None) -> PresenceInfo:
+    if hidden:
+        return PresenceInfo(user_id, False, None)
+    return PresenceInfo(user_id, online, last_seen)
