@@ -26,6 +26,7 @@ from gochat.config import Settings
 from gochat.realtime.wsproto import GochatWebSocketProtocol
 from gochat.security.passwords import PasswordHasher
 
+REDIS_URL = os.environ.get("GOCHAT_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 MYSQL_URL = os.environ.get("GOCHAT_TEST_MYSQL_URL", "mysql+asyncmy://root@127.0.0.1:3306/test")
 REQUIRE_SERVICES = os.environ.get("GOCHAT_REQUIRE_SERVICES") == "1"
 TEST_SECRET = "test-secret-" + "x7Qp9vZ2" * 5
@@ -217,3 +218,17 @@ def serve_process(tmp_path: Path, db_url: str | None = None, **env_overrides: st
         yield server
     finally:
         server.stop()
+
+
+async def require_redis() -> str:
+    """The test Redis URL, after checking it answers (fail in CI, skip elsewhere)."""
+    import redis.asyncio as aioredis
+
+    client = aioredis.Redis.from_url(REDIS_URL, socket_connect_timeout=2)
+    try:
+        await client.ping()
+    except Exception as exc:
+        service_missing("Redis", repr(exc))
+    finally:
+        await client.aclose()
+    return REDIS_URL

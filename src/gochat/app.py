@@ -17,8 +17,9 @@ from gochat.api import accounts as accounts_api
 from gochat.api import conversations as conversations_api
 from gochat.api import health
 from gochat.api import state as state_api
+from gochat.api import web as web_api
 from gochat.api.errors import JsonResponse, error_body, install_error_handlers
-from gochat.broker.factory import create_broker
+from gochat.broker.factory import Ephemeral, create_broker, create_ephemeral
 from gochat.clock import SystemClock
 from gochat.config import Settings, resolve_secret
 from gochat.observability import BodyLimitMiddleware, BodyTooLarge, Metrics, RequestContextMiddleware
@@ -34,7 +35,7 @@ from gochat.services.chat_state import ChatStateService
 from gochat.services.context import Limits, ServiceContext
 from gochat.services.conversations import ConversationService
 from gochat.services.messages import MessageService
-from gochat.services.presence import MemoryPresenceTracker, PresenceService
+from gochat.services.presence import PresenceService
 from gochat.services.publisher import Publisher
 from gochat.services.registry import Services
 from gochat.services.sync import SyncService
@@ -52,6 +53,7 @@ class Components:
     gateway: Gateway
     services: Services
     metrics: Metrics
+    ephemeral: Ephemeral
 
 
 def create_app(
@@ -80,6 +82,7 @@ def create_app(
     app.include_router(conversations_api.router, prefix="/api/v1")
     app.include_router(state_api.router, prefix="/api/v1")
     _add_websocket(app, parts.gateway)
+    web_api.install(app, settings.media_url, settings.web_media_origins)  # last: SPA catch-all
     app.add_middleware(
         BodyLimitMiddleware, max_bytes=settings.max_body_bytes, exempt_prefixes=("/api/v1/media",)
     )
@@ -91,7 +94,7 @@ def build_components(settings: Settings, clock: Clock, hasher: PasswordHasher) -
     engine = create_engine(settings.effective_database_url)
     broker = create_broker(settings.broker_url)
     metrics = Metrics()
-    publisher = Publisher(broker)
+    publisher = Publisher(broker, on_publish=metrics.publishes.inc, on_failure=metrics.publish_failures.inc)
     limits = Limits(
         message_max_chars=settings.message_max_chars,
         history_page_max=settings.history_page_max,
@@ -103,9 +106,11 @@ def build_components(settings: Settings, clock: Clock, hasher: PasswordHasher) -
     )
     uow = SqlUnitOfWorkFactory(engine)
     ctx = ServiceContext(uow, clock, publisher, limits)
-    services = _services(settings, ctx, hasher)
+    ephemeral = create_ephemeral(settings.broker_url)
+    services = _services(settings, ctx, hasher, ephemeral)
     hub = Hub(broker, metrics)
     flusher = Flusher(max_buffer_bytes=settings.ws_send_buffer_bytes)
+    metrics.watch_slow_closes(lambda: flusher.slow_closed)
     gateway = Gateway(
         GatewayConfig(
             tuple(settings.allowed_origins), settings.ws_auth_timeout_s, settings.ws_ping_interval_s
@@ -116,10 +121,12 @@ def build_components(settings: Settings, clock: Clock, hasher: PasswordHasher) -
         uow,
         metrics,
     )
-    return Components(settings, engine, broker, hub, gateway, services, metrics)
+    return Components(settings, engine, broker, hub, gateway, services, metrics, ephemeral)
 
 
-def _services(settings: Settings, ctx: ServiceContext, hasher: PasswordHasher) -> Services:
+def _services(
+    settings: Settings, ctx: ServiceContext, hasher: PasswordHasher, ephemeral: Ephemeral
+) -> Services:
     tokens = TokenCodec(
         resolve_secret(settings), settings.jwt_issuer, settings.jwt_audience, settings.access_token_ttl_s
     )
@@ -130,13 +137,14 @@ def _services(settings: Settings, ctx: ServiceContext, hasher: PasswordHasher) -
             "register:ip": settings.register_ip_limit,
         },
         enabled=settings.rate_limits_enabled,
+        storage_url=ephemeral.rate_limit_storage_url,
     )
     return Services(
         accounts=AccountService(ctx, hasher, tokens, limiter),
         conversations=ConversationService(ctx),
-        messages=MessageService(ctx),
+        messages=MessageService(ctx, ephemeral.typing),
         chat_state=ChatStateService(ctx),
-        presence=PresenceService(ctx, MemoryPresenceTracker()),
+        presence=PresenceService(ctx, ephemeral.presence),
         sync=SyncService(ctx),
         limiter=limiter,
     )
@@ -154,6 +162,7 @@ def _lifespan(parts: Components, migrate_on_start: bool):  # type: ignore[no-unt
             await parts.gateway.close_all(1001, "server shutting down")
             await parts.hub.aclose()
             await parts.broker.stop()
+            await parts.ephemeral.aclose()
             await parts.engine.dispose()
 
     return lifespan

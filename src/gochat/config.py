@@ -30,6 +30,9 @@ class Settings(BaseSettings):
     secret_key: str | None = None
     # Comma-separated in the environment (NoDecode: not JSON).
     allowed_origins: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    # Extra origins the web client may load images/media from (besides an S3 endpoint in
+    # media_url), e.g. a CDN; comma-separated in the environment.
+    web_media_origins: Annotated[list[str], NoDecode] = Field(default_factory=list)
     tls_cert: Path | None = None
     tls_key: Path | None = None
 
@@ -63,7 +66,7 @@ class Settings(BaseSettings):
     log_level: str = "info"
     log_json: bool = True
 
-    @field_validator("allowed_origins", mode="before")
+    @field_validator("allowed_origins", "web_media_origins", mode="before")
     @classmethod
     def _split_origins(cls, value: object) -> object:
         if isinstance(value, str):

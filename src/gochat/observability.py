@@ -6,10 +6,12 @@ import logging
 import sys
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import structlog
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 
@@ -47,10 +49,16 @@ class Metrics:
         self.ws_connections = Gauge("gochat_ws_connections", "Open authenticated sockets", registry=r)
         self.ws_frames = Counter("gochat_ws_frames_received", "Client frames received", registry=r)
         self.messages_sent = Counter("gochat_messages_sent", "Messages committed", registry=r)
-        self.slow_closed = Counter("gochat_ws_slow_closed", "Sockets closed with 4008", registry=r)
+        self.slow_closed = Gauge(
+            "gochat_ws_slow_closed_total", "Sockets closed with 4008 (too slow) since start", registry=r
+        )
         self.publishes = Counter("gochat_broker_publishes", "Broker publishes", registry=r)
         self.publish_failures = Counter("gochat_broker_publish_failures", "Failed publishes", registry=r)
         self.fanout = Counter("gochat_fanout_deliveries", "Frames handed to local sockets", registry=r)
+
+
+    def watch_slow_closes(self, read: Callable[[], int]) -> None:
+        self.slow_closed.set_function(lambda: float(read()))
 
 
 class RequestContextMiddleware:
@@ -138,8 +146,12 @@ class BodyLimitMiddleware:
         return limited
 
 
-class BodyTooLarge(Exception):
-    pass
+class BodyTooLarge(HTTPException):
+    """Raised from ``receive`` mid-stream (chunked bodies). An HTTPException, because FastAPI
+    turns any other exception raised while it reads the body into a 400."""
+
+    def __init__(self) -> None:
+        super().__init__(413, "the request body is too large")
 
 
 def _content_length(scope: Scope) -> int | None:

@@ -79,6 +79,7 @@ class RoleIn(Body):
 class MemberOut(BaseModel):
     user_id: str
     role: str
+    read_seq: int = 0
 
 
 class ReactionOut(BaseModel):

@@ -62,7 +62,9 @@ def reactions_json(message: Message) -> list[Json]:
 
 
 def members_json(members: list[Membership]) -> list[Json]:
-    return [{"user_id": str(m.user_id), "role": m.role.value} for m in members]
+    # read_seq: members see each other's read position anyway (receipt.read); clients need
+    # the starting point to show "seen" after a reload.
+    return [{"user_id": str(m.user_id), "role": m.role.value, "read_seq": m.read_seq} for m in members]
 
 
 def conversation_json(

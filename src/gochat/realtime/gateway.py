@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+import uuid
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
@@ -30,7 +31,6 @@ log = structlog.get_logger(__name__)
 
 POLICY = 1008
 TOKEN_EXPIRED = 4001
-TYPING_INTERVAL_S = 3.0
 TYPING_TTL_S = 5
 
 
@@ -137,7 +137,7 @@ class Session:
         self.who = who
         self.conn = Connection(who.user_id, who.session_id, sink, gateway.flusher)
         self._expiry: asyncio.TimerHandle | None = None
-        self._typing_at: dict[int, float] = {}
+        self.device = uuid.uuid4().hex
 
     async def run(self) -> None:
         self.conn.enqueue(
@@ -154,7 +154,7 @@ class Session:
             conversations = await self.gw.active_conversations(self.who.user_id)
             await self.gw.hub.attach(self.conn, conversations)
             attached = True
-            await presence.connected(self.who.user_id, conversations)
+            await presence.connected(self.who.user_id, self.device, conversations)
             self._arm_expiry(self.who.token_expires_at)
             await self._receive_loop()
         except GoChatError as exc:
@@ -169,7 +169,7 @@ class Session:
         await self.gw.hub.detach(self.conn)
         if attached:
             try:
-                await self.gw.services.presence.disconnected(self.who.user_id, following)
+                await self.gw.services.presence.disconnected(self.who.user_id, self.device, following)
             except GoChatError as exc:  # the database may be down; presence is best effort
                 log.warning("presence_update_failed", error=exc.message)
 
@@ -267,16 +267,10 @@ class Session:
         conv_id = command.conversation_id
         if not self.gw.hub.follows(self.conn, conv_id):
             raise NotAMember()
-        now = time.monotonic()
-        if now - self._typing_at.get(conv_id, 0.0) >= TYPING_INTERVAL_S:
-            self._typing_at[conv_id] = now
-            frame = p.encode_event(
-                "typing",
-                conversation_id=str(conv_id),
-                user_id=str(self.who.user_id),
-                expires_in_s=TYPING_TTL_S,
-            )
-            await self.gw._messages.publish_typing(conv_id, self.who.user_id, frame)
+        frame = p.encode_event(
+            "typing", conversation_id=str(conv_id), user_id=str(self.who.user_id), expires_in_s=TYPING_TTL_S
+        )
+        await self.gw._messages.typing(conv_id, self.who.user_id, frame)
         if command.id is not None:
             self.conn.enqueue(p.encode_ack(command.id))
 

@@ -22,7 +22,11 @@ class RateLimiter:
     ) -> None:
         self.enabled = enabled
         self._items: dict[str, RateLimitItem] = {name: parse(spec) for name, spec in limits.items()}
-        self._storage = cast(Storage, storage_from_string(storage_url)) if storage_url else MemoryStorage()
+        self._storage = (
+            cast(Storage, storage_from_string(storage_url, implementation="redispy"))
+            if storage_url
+            else MemoryStorage()
+        )
         self._limiter = MovingWindowRateLimiter(self._storage)
 
     async def check(self, name: str, key: str) -> None:

@@ -11,6 +11,7 @@ from gochat.domain.protocol import encode_frame
 from gochat.domain.validation import clean_body, clean_client_msg_id, field_error
 from gochat.domain.wire import event_json, read_json
 from gochat.errors import Conflict, InvalidRequest
+from gochat.ports import TypingThrottle
 from gochat.services.context import ServiceContext
 from gochat.services.conversations import ConversationService
 from gochat.services.loading import with_reactions
@@ -19,8 +20,9 @@ from gochat.storage.uow import SqlUnitOfWork
 
 
 class MessageService:
-    def __init__(self, ctx: ServiceContext) -> None:
+    def __init__(self, ctx: ServiceContext, typing: TypingThrottle) -> None:
         self._ctx = ctx
+        self._typing = typing
 
     async def send(
         self,
@@ -81,9 +83,12 @@ class MessageService:
             await uow.commit()
         return message, True
 
-    async def publish_typing(self, conversation_id: int, user_id: int, frame: bytes) -> None:
-        """Typing is ephemeral: published to the other members, never written anywhere."""
+    async def typing(self, conversation_id: int, user_id: int, frame: bytes) -> bool:
+        """Typing is ephemeral: throttled, published to the other members, never stored."""
+        if not await self._typing.allow(conversation_id, user_id):
+            return False
         await self._ctx.publisher.to_conversation(conversation_id, frame, except_user=user_id)
+        return True
 
     async def history(
         self, user_id: int, conversation_id: int, after_seq: int | None, before_seq: int | None, limit: int

@@ -1,42 +1,19 @@
 """Presence: online when a user's first device connects, offline when the last one leaves.
 
-Counting devices is the tracker's job (in-process here; Redis with TTLs in a cluster);
+Counting devices is the tracker's job (gochat.broker.ephemeral: in process, or Redis with TTLs);
 this service decides when a change is visible and tells the user's conversations. A user
 who hides presence is never announced and always reads as offline.
 """
 
 from __future__ import annotations
 
-from collections import Counter
 from dataclasses import dataclass
 from datetime import datetime
 
 from gochat.clock import to_rfc3339
 from gochat.domain.protocol import encode_event
+from gochat.ports import PresenceTracker
 from gochat.services.context import ServiceContext
-
-
-class MemoryPresenceTracker:
-    """Devices online per user on this node (the embedded shape has one node)."""
-
-    def __init__(self) -> None:
-        self._devices: Counter[int] = Counter()
-
-    async def connect(self, user_id: int) -> bool:
-        """Count a device; True if it is the user's first."""
-        self._devices[user_id] += 1
-        return self._devices[user_id] == 1
-
-    async def disconnect(self, user_id: int) -> bool:
-        """Uncount a device; True if it was the user's last."""
-        self._devices[user_id] -= 1
-        if self._devices[user_id] > 0:
-            return False
-        del self._devices[user_id]
-        return True
-
-    async def online(self, user_ids: set[int]) -> set[int]:
-        return {u for u in user_ids if self._devices.get(u, 0) > 0}
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,16 +24,16 @@ class PresenceInfo:
 
 
 class PresenceService:
-    def __init__(self, ctx: ServiceContext, tracker: MemoryPresenceTracker) -> None:
+    def __init__(self, ctx: ServiceContext, tracker: PresenceTracker) -> None:
         self._ctx = ctx
         self._tracker = tracker
 
-    async def connected(self, user_id: int, conversation_ids: list[int]) -> None:
-        if await self._tracker.connect(user_id) and not await self._hidden(user_id):
+    async def connected(self, user_id: int, device: str, conversation_ids: list[int]) -> None:
+        if await self._tracker.connect(user_id, device) and not await self._hidden(user_id):
             await self._announce(user_id, conversation_ids, "online", None)
 
-    async def disconnected(self, user_id: int, conversation_ids: list[int]) -> None:
-        if not await self._tracker.disconnect(user_id):
+    async def disconnected(self, user_id: int, device: str, conversation_ids: list[int]) -> None:
+        if not await self._tracker.disconnect(user_id, device):
             return
         now = self._ctx.clock.now()
         async with self._ctx.uow() as uow:

@@ -9,6 +9,8 @@ Routes: ``*`` everyone subscribed, ``-<user>`` everyone but that user's sockets,
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import structlog
 
 from gochat.ports import Broker
@@ -24,11 +26,20 @@ def user_channel(user_id: int) -> str:
     return f"u:{user_id}"
 
 
+def _ignore() -> None:
+    return None
+
+
 class Publisher:
-    def __init__(self, broker: Broker) -> None:
+    def __init__(
+        self,
+        broker: Broker,
+        on_publish: Callable[[], None] = _ignore,
+        on_failure: Callable[[], None] = _ignore,
+    ) -> None:
         self._broker = broker
-        self.published = 0
-        self.failed = 0
+        self._on_publish = on_publish
+        self._on_failure = on_failure
 
     async def to_conversation(
         self, conversation_id: int, frame: bytes, *, except_user: int | None = None
@@ -44,7 +55,7 @@ class Publisher:
         # until the client syncs, so it is logged and counted, never raised (guarantee 5).
         try:
             await self._broker.publish(channel, route + b"\n" + frame)
-            self.published += 1
+            self._on_publish()
         except Exception as exc:
-            self.failed += 1
+            self._on_failure()
             log.warning("publish_failed", channel=channel, error=repr(exc))
