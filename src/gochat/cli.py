@@ -121,5 +121,39 @@ def demo(
         typer.echo(line)
 
 
+@cli.command()
+def cluster(
+    nodes: Annotated[int, typer.Option(min=1, max=16, help="How many gochat nodes.")] = 3,
+    port: Annotated[int, typer.Option(help="The load balancer's port.")] = 8000,
+    database_url: Annotated[str, typer.Option(help="Shared MySQL/MariaDB database.")] = (
+        "mysql+asyncmy://root@127.0.0.1:3306/gochat"
+    ),
+    broker_url: Annotated[str, typer.Option(help="Shared Redis.")] = "redis://127.0.0.1:6379/0",
+    work_dir: Annotated[Path, typer.Option(help="Logs, configs and local media.")] = Path("./gochat-cluster"),
+) -> None:
+    """Run a local cluster: N nodes on MariaDB + Redis behind HAProxy, until Ctrl-C."""
+    import signal
+    import time
+
+    from gochat.cluster import LocalCluster
+
+    local = LocalCluster(work_dir, database_url, broker_url, nodes, port=port)
+    local.start()
+    typer.echo(f"GoChat cluster: {local.url} (nodes: {', '.join(n.url for n in local.nodes)})")
+    stopping = False
+
+    def request_stop(*_: object) -> None:
+        nonlocal stopping
+        stopping = True
+
+    signal.signal(signal.SIGTERM, request_stop)
+    signal.signal(signal.SIGINT, request_stop)
+    try:
+        while not stopping:
+            time.sleep(0.5)
+    finally:
+        local.stop()
+
+
 def main() -> None:
     cli()

@@ -99,7 +99,9 @@ class RequestContextMiddleware:
         self.metrics.http_latency.labels(method, name).observe(elapsed)
         if status >= 500:
             self.metrics.http_errors.labels(name).inc()
-        self.log.info(
+        # Probes from load balancers arrive every second: keep them out of the info log.
+        quiet = name in ("/healthz", "/readyz", "/metrics")
+        (self.log.debug if quiet else self.log.info)(
             "request", method=method, path=scope.get("path"), status=status, ms=round(elapsed * 1000, 2)
         )
 
