@@ -9,7 +9,8 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
-from fastapi import FastAPI, WebSocket
+from fastapi import Depends, FastAPI, WebSocket
+from fastapi.middleware.cors import CORSMiddleware
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from gochat import __version__
@@ -18,6 +19,7 @@ from gochat.api import conversations as conversations_api
 from gochat.api import health
 from gochat.api import state as state_api
 from gochat.api import web as web_api
+from gochat.api.deps import limit_by_address
 from gochat.api.errors import JsonResponse, error_body, install_error_handlers
 from gochat.broker.factory import Ephemeral, create_broker, create_ephemeral
 from gochat.clock import SystemClock
@@ -27,9 +29,11 @@ from gochat.ports import Broker, Clock
 from gochat.realtime.connection import Flusher
 from gochat.realtime.gateway import Gateway, GatewayConfig
 from gochat.realtime.hub import Hub
+from gochat.security.headers import SecurityHeadersMiddleware
 from gochat.security.passwords import PasswordHasher
 from gochat.security.ratelimit import RateLimiter
 from gochat.security.tokens import TokenCodec
+from gochat.services.account_admin import AccountAdminService
 from gochat.services.accounts import AccountService
 from gochat.services.chat_state import ChatStateService
 from gochat.services.context import Limits, ServiceContext
@@ -78,14 +82,17 @@ def create_app(
     install_error_handlers(app)
     app.add_exception_handler(BodyTooLarge, _too_large)
     app.include_router(health.router)
-    app.include_router(accounts_api.router, prefix="/api/v1")
-    app.include_router(conversations_api.router, prefix="/api/v1")
-    app.include_router(state_api.router, prefix="/api/v1")
+    limited = [Depends(limit_by_address)]
+    app.include_router(accounts_api.router, prefix="/api/v1", dependencies=limited)
+    app.include_router(conversations_api.router, prefix="/api/v1", dependencies=limited)
+    app.include_router(state_api.router, prefix="/api/v1", dependencies=limited)
     _add_websocket(app, parts.gateway)
     web_api.install(app, settings.media_url, settings.web_media_origins)  # last: SPA catch-all
     app.add_middleware(
         BodyLimitMiddleware, max_bytes=settings.max_body_bytes, exempt_prefixes=("/api/v1/media",)
     )
+    _add_cors(app, settings)
+    app.add_middleware(SecurityHeadersMiddleware, hsts=settings.hsts or settings.tls_cert is not None)
     app.add_middleware(RequestContextMiddleware, metrics=parts.metrics)
     return app
 
@@ -113,7 +120,12 @@ def build_components(settings: Settings, clock: Clock, hasher: PasswordHasher) -
     metrics.watch_slow_closes(lambda: flusher.slow_closed)
     gateway = Gateway(
         GatewayConfig(
-            tuple(settings.allowed_origins), settings.ws_auth_timeout_s, settings.ws_ping_interval_s
+            tuple(settings.allowed_origins),
+            settings.ws_auth_timeout_s,
+            settings.ws_ping_interval_s,
+            settings.ws_frame_rate,
+            settings.ws_frame_burst,
+            settings.rate_limits_enabled,
         ),
         hub,
         flusher,
@@ -128,20 +140,30 @@ def _services(
     settings: Settings, ctx: ServiceContext, hasher: PasswordHasher, ephemeral: Ephemeral
 ) -> Services:
     tokens = TokenCodec(
-        resolve_secret(settings), settings.jwt_issuer, settings.jwt_audience, settings.access_token_ttl_s
+        resolve_secret(settings),
+        settings.jwt_issuer,
+        settings.jwt_audience,
+        settings.access_token_ttl_s,
+        previous=tuple(settings.previous_secret_keys),
     )
     limiter = RateLimiter(
         {
             "login:user": settings.login_limit,
             "login:ip": settings.login_ip_limit,
             "register:ip": settings.register_ip_limit,
+            "api:user": settings.api_user_limit,
+            "api:ip": settings.api_ip_limit,
+            "send:user": settings.send_user_limit,
+            "upload:user": settings.upload_user_limit,
         },
         enabled=settings.rate_limits_enabled,
         storage_url=ephemeral.rate_limit_storage_url,
     )
+    conversations = ConversationService(ctx)
     return Services(
         accounts=AccountService(ctx, hasher, tokens, limiter),
-        conversations=ConversationService(ctx),
+        account_admin=AccountAdminService(ctx, hasher, conversations),
+        conversations=conversations,
         messages=MessageService(ctx, ephemeral.typing),
         chat_state=ChatStateService(ctx),
         presence=PresenceService(ctx, ephemeral.presence),
@@ -170,6 +192,20 @@ def _lifespan(parts: Components, migrate_on_start: bool):  # type: ignore[no-unt
 
 async def _readiness(parts: Components) -> dict[str, bool]:
     return {"database": await ping(parts.engine), "broker": await parts.broker.healthy()}
+
+
+def _add_cors(app: FastAPI, settings: Settings) -> None:
+    """CORS stays off unless origins are configured; never with credentials for "*"."""
+    if not settings.cors_origins:
+        return
+    app.add_middleware(
+        CORSMiddleware,
+        allow_origins=settings.cors_origins,
+        allow_credentials="*" not in settings.cors_origins,
+        allow_methods=["GET", "POST", "PATCH", "PUT", "DELETE"],
+        allow_headers=["Authorization", "Content-Type", "X-Request-ID"],
+        max_age=600,
+    )
 
 
 def _add_websocket(app: FastAPI, gateway: Gateway) -> None:

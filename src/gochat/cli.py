@@ -9,8 +9,10 @@ from typing import Annotated
 
 import typer
 import uvicorn
+from pydantic import ValidationError
 
 from gochat.config import Settings
+from gochat.errors import GoChatError
 
 cli = typer.Typer(add_completion=False, no_args_is_help=True, help="GoChat, a real-time chat server.")
 
@@ -22,7 +24,15 @@ DataDir = Annotated[
 def load_settings(**overrides: object) -> Settings:
     """Environment (GOCHAT_*) first, command-line options on top."""
     given = {k: v for k, v in overrides.items() if v is not None}
-    return Settings(**given)  # type: ignore[arg-type]
+    try:
+        return Settings(**given)  # type: ignore[arg-type]
+    except ValidationError as exc:
+        # One line per problem (e.g. a production secret refused), not a traceback.
+        for error in exc.errors():
+            where = ".".join(str(part) for part in error["loc"])
+            message = error["msg"].removeprefix("Value error, ")
+            typer.echo(f"gochat: {where + ': ' if where else ''}{message}", err=True)
+        raise typer.Exit(2) from None
 
 
 @cli.command()
@@ -105,7 +115,11 @@ def create_user(
     """Create an account (administration; bypasses registration limits)."""
     from gochat.admin import create_user as create
 
-    user = asyncio.run(create(load_settings(data_dir=data_dir), username, password, display_name))
+    try:
+        user = asyncio.run(create(load_settings(data_dir=data_dir), username, password, display_name))
+    except GoChatError as exc:  # a traceback here would print the SQL, password hash included
+        typer.echo(f"gochat: {exc.message}", err=True)
+        raise typer.Exit(1) from None
     typer.echo(f"created user {user.username} with id {user.id}")
 
 

@@ -35,6 +35,12 @@ class Settings(BaseSettings):
     web_media_origins: Annotated[list[str], NoDecode] = Field(default_factory=list)
     tls_cert: Path | None = None
     tls_key: Path | None = None
+    # Behind a TLS-terminating proxy, set this so HSTS is sent although uvicorn speaks http.
+    hsts: bool = False
+    # CORS is off unless origins are listed (comma-separated); "*" allows any, without credentials.
+    cors_origins: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    # Old secrets whose access tokens still verify after GOCHAT_SECRET_KEY was rotated.
+    previous_secret_keys: Annotated[list[str], NoDecode] = Field(default_factory=list)
 
     # tokens
     jwt_issuer: str = "gochat"
@@ -47,6 +53,12 @@ class Settings(BaseSettings):
     login_limit: str = "10/minute"
     login_ip_limit: str = "60/minute"
     register_ip_limit: str = "20/hour"
+    api_user_limit: str = "600/minute"
+    api_ip_limit: str = "1200/minute"
+    send_user_limit: str = "20/second"
+    upload_user_limit: str = "30/minute"
+    ws_frame_rate: float = Field(default=30.0, gt=0)
+    ws_frame_burst: int = Field(default=60, ge=1)
     max_body_bytes: int = Field(default=1_048_576, ge=1024)
 
     # messaging

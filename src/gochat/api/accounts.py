@@ -6,16 +6,21 @@ from fastapi import APIRouter, Query, Request, Response
 
 from gochat.api.deps import PrincipalDep, ServicesDep, client_ip, path_id
 from gochat.api.schemas import (
+    DeleteAccountIn,
     ErrorOut,
     LoginIn,
     MeOut,
+    PasswordIn,
     ProfileIn,
     RefreshIn,
     RegisterIn,
+    SessionOut,
+    SessionsOut,
     TokensOut,
     UserOut,
     UsersOut,
 )
+from gochat.clock import to_rfc3339
 from gochat.domain.models import User
 from gochat.domain.wire import user_json
 from gochat.services.accounts import TokenPair
@@ -78,7 +83,8 @@ async def patch_me(body: ProfileIn, me: PrincipalDep, svc: ServicesDep) -> MeOut
 
 @router.get("/users/{user_id}", response_model=UserOut, responses=ERRORS)
 async def get_user(user_id: str, _me: PrincipalDep, svc: ServicesDep) -> UserOut:
-    return UserOut(**user_json(await svc.accounts.get_user(path_id(user_id))))
+    user = await svc.accounts.get_user(path_id(user_id), include_deleted=True)
+    return UserOut(**user_json(user))
 
 
 @router.get("/users", response_model=UsersOut, responses=ERRORS)
@@ -90,3 +96,40 @@ async def search_users(
 ) -> UsersOut:
     users = await svc.accounts.search(q, limit)
     return UsersOut(users=[UserOut(**user_json(u)) for u in users])
+
+
+@router.get("/sessions", response_model=SessionsOut, responses=ERRORS)
+async def list_sessions(me: PrincipalDep, svc: ServicesDep) -> SessionsOut:
+    sessions = await svc.account_admin.sessions(me.user_id)
+    return SessionsOut(
+        sessions=[
+            SessionOut(
+                id=str(s.id),
+                device=s.device,
+                created_at=to_rfc3339(s.created_at) or "",
+                expires_at=to_rfc3339(s.expires_at) or "",
+                current=s.id == me.session_id,
+            )
+            for s in sessions
+        ]
+    )
+
+
+@router.delete("/sessions/{session_id}", status_code=204, responses=ERRORS)
+async def revoke_session(session_id: str, me: PrincipalDep, svc: ServicesDep) -> Response:
+    await svc.account_admin.revoke_session(me.user_id, path_id(session_id))
+    return Response(status_code=204)
+
+
+@router.post("/auth/password", status_code=204, responses=ERRORS)
+async def change_password(body: PasswordIn, me: PrincipalDep, svc: ServicesDep) -> Response:
+    await svc.account_admin.change_password(
+        me.user_id, me.session_id, body.current_password, body.new_password
+    )
+    return Response(status_code=204)
+
+
+@router.delete("/users/me", status_code=204, responses=ERRORS)
+async def delete_account(body: DeleteAccountIn, me: PrincipalDep, svc: ServicesDep) -> Response:
+    await svc.account_admin.delete_account(me.user_id, body.password)
+    return Response(status_code=204)

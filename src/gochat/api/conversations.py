@@ -125,6 +125,7 @@ async def history(
 async def send(
     conversation_id: str, body: MessageIn, me: PrincipalDep, svc: ServicesDep, response: Response
 ) -> object:
+    await svc.limiter.hit("send:user", str(me.user_id))
     media = tuple(user_ids(body.media_ids, "media_ids"))
     message, created = await svc.messages.send(
         me.user_id, path_id(conversation_id), body.client_msg_id, body.body, media, body.reply_to_seq

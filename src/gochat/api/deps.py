@@ -27,9 +27,16 @@ async def principal(
 ) -> Principal:
     if credentials is None or credentials.scheme.lower() != "bearer":
         raise InvalidToken("an access token is required")
-    found = await services(request).accounts.authenticate(credentials.credentials)
+    svc = services(request)
+    found = await svc.accounts.authenticate(credentials.credentials)
     request.state.user_id = found.user_id
+    await svc.limiter.hit("api:user", str(found.user_id))
     return found
+
+
+async def limit_by_address(request: Request) -> None:
+    """Every API request counts against its client address (429 + Retry-After past it)."""
+    await services(request).limiter.hit("api:ip", client_ip(request))
 
 
 def client_ip(request: Request) -> str:

@@ -184,3 +184,24 @@ class PresenceOut(BaseModel):
 
 class PresenceListOut(BaseModel):
     presence: list[PresenceOut]
+
+
+class SessionOut(BaseModel):
+    id: str
+    device: str
+    created_at: str
+    expires_at: str
+    current: bool
+
+
+class SessionsOut(BaseModel):
+    sessions: list[SessionOut]
+
+
+class PasswordIn(Body):
+    current_password: str = Field(min_length=1, max_length=1024)
+    new_password: str = Field(min_length=1, max_length=1024)
+
+
+class DeleteAccountIn(Body):
+    password: str = Field(min_length=1, max_length=1024)

@@ -87,8 +87,8 @@ class WebClient:
             return FileResponse(found, headers={**self.headers, "Cache-Control": "no-cache"})
         if "." in path.rsplit("/", 1)[-1] or not self.available():
             return self._missing()  # a missing file, not a client route
-        index = self.root / "index.html"
-        return FileResponse(index, media_type="text/html", headers={**self.headers, "Cache-Control": "no-cache"})
+        headers = {**self.headers, "Cache-Control": "no-cache"}
+        return FileResponse(self.root / "index.html", media_type="text/html", headers=headers)
 
     def _file(self, relative: str) -> Path | None:
         candidate = (self.root / relative).resolve()
@@ -103,7 +103,7 @@ class WebClient:
 class ClientRoute(Route):
     """A GET/HEAD route that never claims server paths, so their 404s and 405s stay theirs."""
 
-    def matches(self, scope: Scope) -> tuple[Match, dict[str, Any]]:
+    def matches(self, scope: Scope) -> tuple[Match, Scope]:
         if scope["type"] != "http" or scope.get("method") not in ("GET", "HEAD"):
             return Match.NONE, {}
         path: str = scope.get("path", "")

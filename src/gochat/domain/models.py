@@ -93,6 +93,21 @@ class ReactionSummary:
 
 
 @dataclass(frozen=True, slots=True)
+class MediaItem:
+    """An uploaded file as messages and avatars show it; the URLs are signed links."""
+
+    id: int
+    content_type: str
+    size: int
+    filename: str
+    sha256: str
+    width: int | None = None
+    height: int | None = None
+    url: str | None = None
+    thumbnail_url: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class Message:
     id: int
     conversation_id: int
@@ -107,6 +122,9 @@ class Message:
     pos: int = 0
     mention_ids: tuple[int, ...] = ()
     reactions: tuple[ReactionSummary, ...] = ()
+    # How many media the message carries: their rows are loaded only when it is not zero.
+    media_count: int = 0
+    media: tuple[MediaItem, ...] = ()
 
     @property
     def deleted(self) -> bool:

@@ -31,6 +31,7 @@ log = structlog.get_logger(__name__)
 
 POLICY = 1008
 TOKEN_EXPIRED = 4001
+RATE_LIMITED = 4029
 TYPING_TTL_S = 5
 
 
@@ -39,6 +40,28 @@ class GatewayConfig:
     allowed_origins: tuple[str, ...]
     auth_timeout_s: float
     heartbeat_s: float
+    frame_rate: float = 30.0
+    frame_burst: int = 60
+    rate_limits_enabled: bool = True
+
+
+class TokenBucket:
+    """Frames a socket may send: ``burst`` at once, refilled at ``rate`` per second."""
+
+    def __init__(self, rate: float, burst: int) -> None:
+        self.rate = rate
+        self.burst = float(burst)
+        self.tokens = float(burst)
+        self.stamp = time.monotonic()
+
+    def take(self) -> bool:
+        now = time.monotonic()
+        self.tokens = min(self.burst, self.tokens + (now - self.stamp) * self.rate)
+        self.stamp = now
+        if self.tokens < 1:
+            return False
+        self.tokens -= 1
+        return True
 
 
 class Gateway:
@@ -138,6 +161,10 @@ class Session:
         self.conn = Connection(who.user_id, who.session_id, sink, gateway.flusher)
         self._expiry: asyncio.TimerHandle | None = None
         self.device = uuid.uuid4().hex
+        config = gateway.config
+        self._bucket = (
+            TokenBucket(config.frame_rate, config.frame_burst) if config.rate_limits_enabled else None
+        )
 
     async def run(self) -> None:
         self.conn.enqueue(
@@ -186,6 +213,9 @@ class Session:
             if message["type"] == "websocket.disconnect":
                 return
             self.gw._metrics.ws_frames.inc()
+            if self._bucket is not None and not self._bucket.take():
+                self.conn.close(RATE_LIMITED, "too many frames; back off and reconnect")
+                return
             text = message.get("text")
             if text is None:
                 self.conn.enqueue(p.encode_error(None, "invalid_json", "send JSON in text frames"))
@@ -245,6 +275,7 @@ class Session:
         self.conn.enqueue(p.encode_ack(command.id, seq=message.seq, reactions=reactions_json(message)))
 
     async def _send(self, command: p.SendMessage) -> None:
+        await self.gw.services.limiter.hit("send:user", str(self.who.user_id))
         message, _ = await self.gw._messages.send(
             self.who.user_id,
             command.conversation_id,

@@ -22,12 +22,25 @@ class AccessClaims:
     expires_at: int  # unix seconds
 
 
-class TokenCodec:
-    """Issues and verifies access JWTs with a pinned algorithm and every claim checked."""
+def signing_key(secret: str) -> tuple[str, bytes]:
+    """(kid, key) derived from a secret, so the raw setting is never used for two purposes."""
+    key = hashlib.sha256(b"gochat-access-jwt\x00" + secret.encode()).digest()
+    return hashlib.sha256(b"kid\x00" + key).hexdigest()[:16], key
 
-    def __init__(self, secret: str, issuer: str, audience: str, ttl_s: int) -> None:
-        # Derive the signing key so the raw setting is never used for two purposes.
-        self._key = hashlib.sha256(b"gochat-access-jwt\x00" + secret.encode()).digest()
+
+class TokenCodec:
+    """Issues and verifies access JWTs with a pinned algorithm and every claim checked.
+
+    Tokens carry a ``kid``: after the secret is rotated, tokens signed with a previous
+    secret (``previous`` here) keep verifying until they expire; new ones use the current.
+    """
+
+    def __init__(
+        self, secret: str, issuer: str, audience: str, ttl_s: int, previous: tuple[str, ...] = ()
+    ) -> None:
+        self._kid, self._key = signing_key(secret)
+        self._keys = dict(signing_key(old) for old in previous)
+        self._keys[self._kid] = self._key
         self._issuer = issuer
         self._audience = audience
         self.ttl_s = ttl_s
@@ -43,13 +56,16 @@ class TokenCodec:
             "iat": iat,
             "exp": iat + self.ttl_s,
         }
-        return jwt.encode(claims, self._key, algorithm=ALGORITHM)
+        return jwt.encode(claims, self._key, algorithm=ALGORITHM, headers={"kid": self._kid})
 
     def verify(self, token: str, now: datetime) -> AccessClaims:
         try:
+            key = self._keys.get(str(jwt.get_unverified_header(token).get("kid")))
+            if key is None:
+                raise InvalidToken("the token was signed with an unknown key")
             claims = jwt.decode(
                 token,
-                self._key,
+                key,
                 algorithms=[ALGORITHM],
                 issuer=self._issuer,
                 audience=self._audience,

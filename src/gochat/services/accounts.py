@@ -152,9 +152,9 @@ class AccountService:
             raise InvalidToken("the session was revoked or expired")
         return Principal(claims.user_id, claims.session_id, claims.expires_at)
 
-    async def get_user(self, user_id: int) -> User:
+    async def get_user(self, user_id: int, *, include_deleted: bool = False) -> User:
         async with self._ctx.uow() as uow:
-            user = await uow.users.get(user_id)
+            user = await (uow.users.get_public(user_id) if include_deleted else uow.users.get(user_id))
         if user is None:
             raise NotFound("no such user")
         return user

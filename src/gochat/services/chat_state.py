@@ -86,6 +86,9 @@ class ChatStateService:
         conv_id, seq = message.conversation_id, message.seq
         if not add:
             return await uow.reactions.remove(conv_id, seq, user_id, emoji)
+        # Take the conversation's row lock first (a +0 advance), as every writer of it does:
+        # otherwise concurrent adds each see 19 kinds and the message ends up with more than 20.
+        await uow.conversations.advance(conv_id, 0, 0, now)
         kinds = await uow.reactions.distinct_emojis(conv_id, seq)
         if emoji not in kinds and len(kinds) >= MAX_REACTION_KINDS:
             raise field_error("emoji", f"at most {MAX_REACTION_KINDS} different reactions per message")

@@ -111,6 +111,9 @@ class MessageService:
             if seq <= mine.read_seq:
                 return mine.read_seq
             event = await _record_read(uow, conversation_id, user_id, seq, now)
+            if event is None:  # a concurrent read (another device) moved it further first
+                current = await uow.members.get(conversation_id, user_id)
+                return max(seq, current.read_seq if current else 0)
             await uow.commit()
         await self._publish_read(event, user_id)
         return seq
@@ -124,8 +127,10 @@ class MessageService:
 
 async def _record_read(
     uow: SqlUnitOfWork, conversation_id: int, user_id: int, seq: int, now: datetime
-) -> Event:
-    await uow.members.raise_read_seq(conversation_id, user_id, seq)
+) -> Event | None:
+    """Log the read, or None if the stored position is already at or past ``seq``."""
+    if not await uow.members.raise_read_seq(conversation_id, user_id, seq):
+        return None
     _, pos = await uow.conversations.advance(conversation_id, 0, 1, now)
     event = Event(conversation_id, pos, EventKind.RECEIPT_READ, seq, user_id, now)
     await uow.events.add(event)

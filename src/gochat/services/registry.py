@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from gochat.security.ratelimit import RateLimiter
+from gochat.services.account_admin import AccountAdminService
 from gochat.services.accounts import AccountService
 from gochat.services.chat_state import ChatStateService
 from gochat.services.conversations import ConversationService
@@ -16,6 +17,7 @@ from gochat.services.sync import SyncService
 @dataclass(frozen=True, slots=True)
 class Services:
     accounts: AccountService
+    account_admin: AccountAdminService
     conversations: ConversationService
     messages: MessageService
     chat_state: ChatStateService

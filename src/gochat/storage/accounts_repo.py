@@ -43,6 +43,11 @@ class SqlUserRepo:
         row = (await self._conn.execute(query)).first()
         return user_from_row(row) if row else None
 
+    async def get_public(self, user_id: int) -> User | None:
+        """A profile as others see it, including a deleted account's placeholder."""
+        row = (await self._conn.execute(select(*USER_COLUMNS).where(users.c.id == user_id))).first()
+        return user_from_row(row) if row else None
+
     async def get_with_password(self, username_key: str) -> tuple[User, str] | None:
         query = select(users).where(users.c.username_key == username_key, users.c.deleted_at.is_(None))
         row = (await self._conn.execute(query)).first()
@@ -63,6 +68,23 @@ class SqlUserRepo:
     async def update_profile(self, user_id: int, changes: dict[str, object]) -> None:
         if changes:
             await self._conn.execute(update(users).where(users.c.id == user_id).values(changes))
+
+    async def scrub(self, user_id: int, now: datetime, shown_as: str) -> None:
+        """Delete an account in place: its name is freed, its profile and password gone.
+
+        The row stays so messages keep a sender; reads of it show ``shown_as``.
+        """
+        values = {
+            "username": f"deleted-{user_id % 10**10}",
+            "username_key": f"~deleted~{user_id}",
+            "display_name": shown_as,
+            "bio": "",
+            "avatar_media_id": None,
+            "password_hash": "!",
+            "presence_hidden": True,
+            "deleted_at": to_db_time(now),
+        }
+        await self._conn.execute(update(users).where(users.c.id == user_id).values(values))
 
     async def set_last_seen(self, user_id: int, moment: datetime) -> None:
         query = update(users).where(users.c.id == user_id).values(last_seen_at=to_db_time(moment))
