@@ -73,6 +73,19 @@ async def drop_mysql_database(url: str) -> None:
         await engine.dispose()
 
 
+async def wipe_database(url: str) -> None:
+    """Delete every row of every GoChat table (the schema stays): a clean, migrated database."""
+    from gochat.storage.tables import metadata
+
+    engine = create_async_engine(url)
+    try:
+        async with engine.begin() as conn:
+            for table in reversed(metadata.sorted_tables):
+                await conn.execute(table.delete())
+    finally:
+        await engine.dispose()
+
+
 @contextlib.asynccontextmanager
 async def database_url(kind: str, tmp_path: Path) -> AsyncIterator[str]:
     if kind == "sqlite":

@@ -17,6 +17,7 @@ from gochat import __version__
 from gochat.api import accounts as accounts_api
 from gochat.api import conversations as conversations_api
 from gochat.api import health
+from gochat.api import media as media_api
 from gochat.api import state as state_api
 from gochat.api import web as web_api
 from gochat.api.deps import limit_by_address
@@ -24,12 +25,14 @@ from gochat.api.errors import JsonResponse, error_body, install_error_handlers
 from gochat.broker.factory import Ephemeral, create_broker, create_ephemeral
 from gochat.clock import SystemClock
 from gochat.config import Settings, resolve_secret
+from gochat.media.factory import create_media_store, media_policy
 from gochat.observability import BodyLimitMiddleware, BodyTooLarge, Metrics, RequestContextMiddleware
 from gochat.ports import Broker, Clock
 from gochat.realtime.connection import Flusher
 from gochat.realtime.gateway import Gateway, GatewayConfig
 from gochat.realtime.hub import Hub
 from gochat.security.headers import SecurityHeadersMiddleware
+from gochat.security.links import LinkSigner
 from gochat.security.passwords import PasswordHasher
 from gochat.security.ratelimit import RateLimiter
 from gochat.security.tokens import TokenCodec
@@ -38,6 +41,7 @@ from gochat.services.accounts import AccountService
 from gochat.services.chat_state import ChatStateService
 from gochat.services.context import Limits, ServiceContext
 from gochat.services.conversations import ConversationService
+from gochat.services.media import MediaService
 from gochat.services.messages import MessageService
 from gochat.services.presence import PresenceService
 from gochat.services.publisher import Publisher
@@ -86,6 +90,7 @@ def create_app(
     app.include_router(accounts_api.router, prefix="/api/v1", dependencies=limited)
     app.include_router(conversations_api.router, prefix="/api/v1", dependencies=limited)
     app.include_router(state_api.router, prefix="/api/v1", dependencies=limited)
+    app.include_router(media_api.router, prefix="/api/v1", dependencies=limited)
     _add_websocket(app, parts.gateway)
     web_api.install(app, settings.media_url, settings.web_media_origins)  # last: SPA catch-all
     app.add_middleware(
@@ -112,7 +117,8 @@ def build_components(settings: Settings, clock: Clock, hasher: PasswordHasher) -
         message_edit_window_s=settings.message_edit_window_s,
     )
     uow = SqlUnitOfWorkFactory(engine)
-    ctx = ServiceContext(uow, clock, publisher, limits)
+    links = LinkSigner(resolve_secret(settings), settings.media_link_ttl_s, clock)
+    ctx = ServiceContext(uow, clock, publisher, limits, links)
     ephemeral = create_ephemeral(settings.broker_url)
     services = _services(settings, ctx, hasher, ephemeral)
     hub = Hub(broker, metrics)
@@ -169,6 +175,7 @@ def _services(
         presence=PresenceService(ctx, ephemeral.presence),
         sync=SyncService(ctx),
         limiter=limiter,
+        media=MediaService(ctx, create_media_store(settings), media_policy(settings)),
     )
 
 
@@ -178,13 +185,16 @@ def _lifespan(parts: Components, migrate_on_start: bool):  # type: ignore[no-unt
         if migrate_on_start:
             await migrate.upgrade(parts.engine)
         await parts.broker.start(parts.hub.on_broker_message)
+        await parts.services.media.start()
         try:
             yield
         finally:
             await parts.gateway.close_all(1001, "server shutting down")
+            await parts.services.messages.aclose()
             await parts.hub.aclose()
             await parts.broker.stop()
             await parts.ephemeral.aclose()
+            await parts.services.media.stop()
             await parts.engine.dispose()
 
     return lifespan

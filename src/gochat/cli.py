@@ -135,6 +135,28 @@ def demo(
         typer.echo(line)
 
 
+@cli.command("media-cleanup")
+def media_cleanup(
+    data_dir: DataDir = None,
+    older_than: Annotated[
+        int | None,
+        typer.Option("--older-than", min=0, help="Seconds after which unattached uploads expire "
+                     "(default: GOCHAT_MEDIA_UNATTACHED_TTL_S)."),
+    ] = None,
+) -> None:
+    """Remove expired unattached uploads and deleted media, from storage and the database."""
+    from gochat.admin import components
+
+    async def run() -> int:
+        async with components(load_settings(data_dir=data_dir)) as parts:
+            try:
+                return await parts.services.media.cleanup(older_than)
+            finally:
+                await parts.services.media.store.close()
+
+    typer.echo(f"removed {asyncio.run(run())} media")
+
+
 @cli.command()
 def cluster(
     nodes: Annotated[int, typer.Option(min=1, max=16, help="How many gochat nodes.")] = 3,

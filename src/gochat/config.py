@@ -9,7 +9,7 @@ import secrets
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import AliasChoices, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 PLACEHOLDER_SECRETS = frozenset({"changeme", "change-me", "secret", "dev", "development", "test"})
@@ -75,14 +75,43 @@ class Settings(BaseSettings):
     ws_max_frame_bytes: int = Field(default=65_536, ge=1024)
     ws_send_buffer_bytes: int = Field(default=1_048_576, ge=16_384)
 
+    # media (docs/media.md)
+    media_max_bytes: int = Field(default=25 * 1_048_576, ge=1)
+    media_max_pixels: int = Field(default=50_000_000, ge=1)
+    media_thumbnail_px: int = Field(default=320, ge=16, le=2048)
+    media_url_ttl_s: int = Field(default=300, ge=1, le=604_800)  # S3 presigned redirects
+    media_link_ttl_s: int = Field(default=3600, ge=60, le=604_800)  # signed links in JSON
+    media_proxy: bool = False
+    media_unattached_ttl_s: int = Field(default=86_400, ge=0)
+    media_cleanup_interval_s: float = Field(default=900.0, ge=0)  # 0: no background cleanup
+    # The usual AWS variables (also accepted with the GOCHAT_ prefix), for s3:// media URLs.
+    aws_access_key_id: str | None = Field(
+        default=None, validation_alias=AliasChoices("aws_access_key_id", "gochat_aws_access_key_id")
+    )
+    aws_secret_access_key: SecretStr | None = Field(
+        default=None, validation_alias=AliasChoices("aws_secret_access_key", "gochat_aws_secret_access_key")
+    )
+    aws_session_token: SecretStr | None = Field(
+        default=None, validation_alias=AliasChoices("aws_session_token", "gochat_aws_session_token")
+    )
+
     log_level: str = "info"
     log_json: bool = True
 
-    @field_validator("allowed_origins", "web_media_origins", mode="before")
+    @field_validator(
+        "allowed_origins", "web_media_origins", "cors_origins", "previous_secret_keys", mode="before"
+    )
     @classmethod
     def _split_origins(cls, value: object) -> object:
         if isinstance(value, str):
             return [o.strip() for o in value.split(",") if o.strip()]
+        return value
+
+    @field_validator("previous_secret_keys")
+    @classmethod
+    def _check_previous_secrets(cls, value: list[str]) -> list[str]:
+        for old in value:  # an old key still verifies access tokens: a weak one would forge them
+            check_secret(old)
         return value
 
     @model_validator(mode="after")

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from datetime import datetime
+from pathlib import Path
 from typing import Protocol
 
 BrokerHandler = Callable[[str, bytes], None]
@@ -53,3 +54,31 @@ class TypingThrottle(Protocol):
     async def allow(self, conversation_id: int, user_id: int) -> bool: ...
 
     async def aclose(self) -> None: ...
+
+
+class MediaStore(Protocol):
+    """Where uploaded bytes live, by key: local files or an S3-compatible object store.
+
+    Keys are opaque, random and written once. ``put`` is all or nothing: a reader sees the
+    whole object or none of it. ``delete`` is idempotent. ``open`` raises NotFound for a
+    missing key and yields the bytes in chunks. ``signed_url`` is a URL anyone holding it can
+    GET until it expires (the store checks the signature and the expiry), or None when the
+    store cannot serve by itself and the app streams the bytes (``local_path`` then names
+    the file). Failures of the store itself raise Unavailable.
+    """
+
+    async def put(self, key: str, source: Path | bytes, content_type: str) -> None: ...
+
+    async def open(self, key: str) -> AsyncIterator[bytes]: ...
+
+    async def delete(self, key: str) -> None: ...
+
+    async def exists(self, key: str) -> bool: ...
+
+    async def signed_url(
+        self, key: str, expires_in_s: int, *, content_type: str, disposition: str
+    ) -> str | None: ...
+
+    def local_path(self, key: str) -> Path | None: ...
+
+    async def close(self) -> None: ...

@@ -18,21 +18,20 @@ from gochat.security.tokens import (
     hash_refresh_token,
     new_refresh_token,
     refresh_expiry,
+    signing_key,
 )
 
 SECRET = "unit-test-secret-" + "k3Jd8sLq" * 4
+OLD_SECRET = "unit-test-old-secret-" + "Zt6wPq1m" * 4
 NOW = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 TTL = 900
+KID, KEY = signing_key(SECRET)
 
 
-def codec(secret: str = SECRET, issuer: str = "gochat", audience: str = "gochat") -> TokenCodec:
-    return TokenCodec(secret, issuer, audience, TTL)
-
-
-def signing_key(secret: str = SECRET) -> bytes:
-    # Restates the documented derivation; `test_forged_claims_are_accepted_when_valid` proves it
-    # matches, so every rejection below is about the claim under test, not the key.
-    return hashlib.sha256(b"gochat-access-jwt\x00" + secret.encode()).digest()
+def codec(
+    secret: str = SECRET, issuer: str = "gochat", audience: str = "gochat", previous: tuple[str, ...] = ()
+) -> TokenCodec:
+    return TokenCodec(secret, issuer, audience, TTL, previous=previous)
 
 
 def claims(**changes: Any) -> dict[str, Any]:
@@ -50,16 +49,14 @@ def claims(**changes: Any) -> dict[str, Any]:
     return {k: v for k, v in base.items() if v is not None}
 
 
-def forge(alg: str = "HS256", key: bytes | None = None, kid: str | None = None, **changes: Any) -> str:
-    # Tokens name their signing key (kid); forge with the real kid so only the claim under test differs.
-    headers = {"kid": kid if kid is not None else token_kid(SECRET)}
-    return jwt.encode(claims(**changes), key if key is not None else signing_key(), algorithm=alg, headers=headers)
+def forge(alg: str = "HS256", key: bytes = KEY, kid: str | None = KID, **changes: Any) -> str:
+    """A token made outside the codec, with the server's key and kid unless told otherwise.
 
-
-def token_kid(secret: str) -> str:
-    from gochat.security.tokens import signing_key as derive
-
-    return derive(secret)[0]
+    `test_forged_claims_are_accepted_when_valid` proves the forgery faithful, so every
+    refusal below is about the one thing its case changes, not about the key.
+    """
+    headers = {} if kid is None else {"kid": kid}
+    return jwt.encode(claims(**changes), key, algorithm=alg, headers=headers)
 
 
 def b64(data: bytes) -> str:
@@ -79,9 +76,12 @@ def test_the_issued_token_carries_every_required_claim_and_the_pinned_alg() -> N
     body = jwt.decode(token, options={"verify_signature": False})
     assert set(REQUIRED_CLAIMS) <= set(body)
     assert body["typ"] == "access" and body["sub"] == "1001" and body["sid"] == "2002"
+    assert jwt.get_unverified_header(token)["kid"] == KID
     # the raw secret never signs anything: it is only the input of a derived key
     with pytest.raises(jwt.InvalidSignatureError):
         jwt.decode(token, SECRET, algorithms=["HS256"], audience="gochat")
+    verified = jwt.decode(token, KEY, algorithms=["HS256"], audience="gochat", options={"verify_exp": False})
+    assert verified["sub"] == "1001"
 
 
 def test_forged_claims_are_accepted_when_valid() -> None:
@@ -102,11 +102,11 @@ def test_the_algorithm_is_pinned(alg: str) -> None:
 
 
 def test_alg_none_is_refused() -> None:
-    unsigned = jwt.encode(claims(), None, algorithm="none")
+    unsigned = jwt.encode(claims(), None, algorithm="none", headers={"kid": KID})
     with pytest.raises(InvalidToken):
         codec().verify(unsigned, NOW)
     # hand-made as well, with an empty signature after the last dot
-    header = b64(json.dumps({"alg": "none", "typ": "JWT"}).encode())
+    header = b64(json.dumps({"alg": "none", "typ": "JWT", "kid": KID}).encode())
     with pytest.raises(InvalidToken):
         codec().verify(f"{header}.{b64(json.dumps(claims()).encode())}.", NOW)
 
@@ -128,6 +128,37 @@ def test_alg_none_is_refused() -> None:
 def test_wrong_claims_are_refused(changes: dict[str, Any]) -> None:
     with pytest.raises(InvalidToken):
         codec().verify(forge(**changes), NOW)
+
+
+@pytest.mark.parametrize(
+    ("kid", "key"),
+    [
+        (None, KEY),  # no kid at all
+        ("0" * 16, KEY),  # an unknown kid, right key
+        (KID, signing_key(OLD_SECRET)[1]),  # the current kid on a token signed with another key
+        (KID, hashlib.sha256(SECRET.encode()).digest()),
+        (KID, SECRET.encode()),  # the raw secret as key
+    ],
+    ids=["no-kid", "unknown-kid", "kid-of-other-key", "other-derivation", "raw-secret"],
+)
+def test_the_kid_must_name_the_key_that_signed(kid: str | None, key: bytes) -> None:
+    with pytest.raises(InvalidToken):
+        codec().verify(forge(kid=kid, key=key), NOW)
+
+
+def test_after_rotation_old_tokens_verify_until_they_expire_and_new_ones_use_the_new_key() -> None:
+    before = codec(OLD_SECRET).issue(1, 2, NOW)
+    rotated = codec(SECRET, previous=(OLD_SECRET,))
+    assert rotated.verify(before, NOW).user_id == 1
+    with pytest.raises(InvalidToken):
+        rotated.verify(before, NOW + timedelta(seconds=TTL))
+    after = rotated.issue(3, 4, NOW)
+    assert jwt.get_unverified_header(after)["kid"] == KID
+    assert codec(SECRET).verify(after, NOW).user_id == 3
+    with pytest.raises(InvalidToken):  # once the old secret is dropped, its tokens are dead
+        codec(SECRET).verify(before, NOW)
+    with pytest.raises(InvalidToken):  # and the old codec never learns the new key
+        codec(OLD_SECRET).verify(after, NOW)
 
 
 def test_a_different_secret_or_issuer_setting_refuses_the_token() -> None:

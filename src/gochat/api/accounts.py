@@ -22,13 +22,24 @@ from gochat.api.schemas import (
 )
 from gochat.clock import to_rfc3339
 from gochat.domain.models import User
+from gochat.domain.validation import field_error
 from gochat.domain.wire import user_json
+from gochat.ids import parse_id
 from gochat.services.accounts import TokenPair
 
 router = APIRouter()
 ERRORS: dict[int | str, dict[str, object]] = {
     code: {"model": ErrorOut} for code in (401, 404, 409, 413, 422, 429)
 }
+
+
+def avatar_id(value: str | None) -> int | None:
+    if value is None:
+        return None
+    parsed = parse_id(value)
+    if parsed is None:
+        raise field_error("avatar_media_id", "no such media")
+    return parsed
 
 
 def tokens_out(pair: TokenPair) -> TokensOut:
@@ -41,8 +52,8 @@ def tokens_out(pair: TokenPair) -> TokensOut:
     )
 
 
-def me_out(user: User) -> MeOut:
-    return MeOut(**user_json(user), presence_hidden=user.presence_hidden)
+def me_out(user: User, avatar_url: str | None = None) -> MeOut:
+    return MeOut(**user_json(user, avatar_url), presence_hidden=user.presence_hidden)
 
 
 @router.post("/auth/register", status_code=201, response_model=UserOut, responses=ERRORS)
@@ -72,19 +83,23 @@ async def logout(body: RefreshIn, svc: ServicesDep) -> Response:
 
 @router.get("/users/me", response_model=MeOut, responses=ERRORS)
 async def get_me(me: PrincipalDep, svc: ServicesDep) -> MeOut:
-    return me_out(await svc.accounts.get_user(me.user_id))
+    user = await svc.accounts.get_user(me.user_id)
+    return me_out(user, svc.media.avatar_url(user))
 
 
 @router.patch("/users/me", response_model=MeOut, responses=ERRORS)
 async def patch_me(body: ProfileIn, me: PrincipalDep, svc: ServicesDep) -> MeOut:
-    changes = body.model_dump(exclude_unset=True, exclude_none=True)
-    return me_out(await svc.accounts.update_profile(me.user_id, changes))
+    if "avatar_media_id" in body.model_fields_set:  # null removes the avatar
+        await svc.media.set_avatar(me.user_id, avatar_id(body.avatar_media_id))
+    changes = body.model_dump(exclude_unset=True, exclude_none=True, exclude={"avatar_media_id"})
+    user = await svc.accounts.update_profile(me.user_id, changes)
+    return me_out(user, svc.media.avatar_url(user))
 
 
 @router.get("/users/{user_id}", response_model=UserOut, responses=ERRORS)
 async def get_user(user_id: str, _me: PrincipalDep, svc: ServicesDep) -> UserOut:
     user = await svc.accounts.get_user(path_id(user_id), include_deleted=True)
-    return UserOut(**user_json(user))
+    return UserOut(**user_json(user, svc.media.avatar_url(user)))
 
 
 @router.get("/users", response_model=UsersOut, responses=ERRORS)
@@ -95,7 +110,7 @@ async def search_users(
     limit: int = Query(default=20, ge=1, le=50),
 ) -> UsersOut:
     users = await svc.accounts.search(q, limit)
-    return UsersOut(users=[UserOut(**user_json(u)) for u in users])
+    return UsersOut(users=[UserOut(**user_json(u, svc.media.avatar_url(u))) for u in users])
 
 
 @router.get("/sessions", response_model=SessionsOut, responses=ERRORS)

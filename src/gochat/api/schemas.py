@@ -56,6 +56,7 @@ class ProfileIn(Body):
     display_name: str | None = Field(default=None, max_length=256)
     bio: str | None = Field(default=None, max_length=2000)
     presence_hidden: bool | None = None
+    avatar_media_id: str | None = Field(default=None, max_length=32, description="Your image; null removes")
 
 
 class ConversationIn(Body):

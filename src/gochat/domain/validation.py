@@ -81,14 +81,19 @@ def clean_title(value: str) -> str:
     return title
 
 
-def clean_body(value: str, max_chars: int) -> str:
-    """A message body: newlines and tabs allowed, other controls refused, length capped."""
+def clean_body(value: str, max_chars: int, *, allow_empty: bool = False) -> str:
+    """A message body: newlines and tabs allowed, other controls refused, length capped.
+
+    ``allow_empty``: a message that carries media may have no text.
+    """
     body = unicodedata.normalize("NFC", value)
     if len(body) > max_chars:
         raise field_error("body", f"at most {max_chars} characters")
     if has_forbidden_chars(body, multiline=True):
         raise field_error("body", "control characters are not allowed")
     if not body.strip():
+        if allow_empty:
+            return ""
         raise field_error("body", "must not be empty")
     return body
 

@@ -9,6 +9,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from gochat.clock import to_rfc3339
+from gochat.domain.media_rules import media_json
 from gochat.domain.models import (
     Conversation,
     ConversationSummary,
@@ -44,7 +45,7 @@ def message_json(message: Message) -> Json:
         "sender_id": str(message.sender_id),
         "client_msg_id": message.client_msg_id,
         "body": None if message.deleted else message.body,
-        "media": [],
+        "media": [] if message.deleted else [media_json(m) for m in message.media],
         "reply_to_seq": message.reply_to_seq,
         "created_at": to_rfc3339(message.created_at),
         "edited_at": to_rfc3339(message.edited_at),

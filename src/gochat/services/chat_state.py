@@ -34,7 +34,7 @@ class ChatStateService:
             await uow.messages.update_body(message.id, text, now)
             event = await _log(uow, conversation_id, EventKind.MESSAGE_UPDATED, seq, user_id, now)
             edited = dataclasses.replace(message, body=text, edited_at=now)
-            edited = await message_with_reactions(uow, edited)
+            edited = await message_with_reactions(uow, edited, self._ctx.links)
             await uow.commit()
         await self._publish(event, edited)
         return edited
@@ -53,6 +53,8 @@ class ChatStateService:
             await uow.messages.tombstone(message.id, now)
             await uow.reactions.clear(conversation_id, seq)
             await uow.mentions.clear(conversation_id, seq)
+            if message.media_count:  # its media stop being served at once, for everyone
+                await uow.media.detach_message(conversation_id, seq, now)
             event = await _log(uow, conversation_id, EventKind.MESSAGE_DELETED, seq, user_id, now)
             await uow.commit()
         tombstone = dataclasses.replace(message, body=None, deleted_at=now, mention_ids=(), reactions=())

@@ -6,6 +6,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from gochat.ports import Clock
+from gochat.security.links import LinkSigner
 from gochat.services.publisher import Publisher
 from gochat.storage.uow import SqlUnitOfWork
 
@@ -27,3 +28,5 @@ class ServiceContext:
     clock: Clock
     publisher: Publisher
     limits: Limits
+    # Signs the media links rendered into messages and avatars (None: media without URLs).
+    links: LinkSigner | None = None

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from datetime import datetime
 
 from gochat import ids
 from gochat.domain.chat_rules import MAX_MENTIONS, mentioned_keys
-from gochat.domain.models import Conversation, ConversationKind, Event, EventKind, Message
+from gochat.domain.media_rules import check_media_ids
+from gochat.domain.models import ConversationKind, Event, EventKind, Message
 from gochat.domain.protocol import encode_frame
 from gochat.domain.validation import clean_body, clean_client_msg_id, field_error
 from gochat.domain.wire import event_json, read_json
@@ -15,6 +17,8 @@ from gochat.ports import TypingThrottle
 from gochat.services.context import ServiceContext
 from gochat.services.conversations import ConversationService
 from gochat.services.loading import with_reactions
+from gochat.services.media_attach import attach_media, with_media
+from gochat.services.send_batch import Draft, GroupCommitter
 from gochat.storage.chat_repo import DuplicateKey
 from gochat.storage.uow import SqlUnitOfWork
 
@@ -23,6 +27,10 @@ class MessageService:
     def __init__(self, ctx: ServiceContext, typing: TypingThrottle) -> None:
         self._ctx = ctx
         self._typing = typing
+        self._committer = GroupCommitter(ctx, self._one_by_one)
+
+    async def aclose(self) -> None:
+        await self._committer.aclose()
 
     async def send(
         self,
@@ -34,26 +42,56 @@ class MessageService:
         reply_to_seq: int | None = None,
     ) -> tuple[Message, bool]:
         """Commit a message and only then publish it. A retry returns the first (created=False)."""
-        if media_ids:
-            raise field_error("media_ids", "media sharing is not enabled on this server yet")
+        check_media_ids(media_ids)
         clean_client_msg_id(client_msg_id)
-        text = clean_body(body or "", self._ctx.limits.message_max_chars)
+        text = clean_body(body or "", self._ctx.limits.message_max_chars, allow_empty=bool(media_ids))
+        draft = Draft(
+            sender_id,
+            conversation_id,
+            client_msg_id,
+            text,
+            reply_to_seq,
+            _mention_finder(sender_id, conversation_id, text),
+        )
         try:
-            message, created = await self._insert(
-                sender_id, conversation_id, client_msg_id, text, reply_to_seq
-            )
+            if media_ids:  # attached inside the message's own transaction: never group-committed
+                message, created = await self._insert(
+                    sender_id, conversation_id, client_msg_id, text, reply_to_seq, media_ids
+                )
+            else:
+                message, created = await self._committer.submit(draft)
         except DuplicateKey:  # a concurrent retry of the same client_msg_id won the race
             async with self._ctx.uow() as uow:
                 existing = await uow.messages.by_client_id(sender_id, client_msg_id)
             if existing is None:
                 raise
-            return _check_retry(existing, conversation_id), False
+            return await self._with_media(_check_retry(existing, conversation_id)), False
         if created:
             await self._ctx.publisher.to_conversation(conversation_id, _created_frame(message))
-        return message, created
+        return (message if created else await self._with_media(message)), created
+
+    async def _with_media(self, message: Message) -> Message:
+        """A retried message as first sent: with its media (a query only if it has some)."""
+        if not message.media_count or message.deleted:
+            return message
+        async with self._ctx.uow() as uow:
+            found = await with_media(uow, self._ctx.links, message.conversation_id, [message])
+        return found[0]
+
+    async def _one_by_one(self, draft: Draft) -> tuple[Message, bool]:
+        """The unbatched path, used when a batch met a concurrent twin."""
+        return await self._insert(
+            draft.sender_id, draft.conversation_id, draft.client_msg_id, draft.text, draft.reply_to_seq
+        )
 
     async def _insert(
-        self, sender_id: int, conversation_id: int, client_msg_id: str, text: str, reply_to_seq: int | None
+        self,
+        sender_id: int,
+        conversation_id: int,
+        client_msg_id: str,
+        text: str,
+        reply_to_seq: int | None,
+        media_ids: tuple[int, ...] = (),
     ) -> tuple[Message, bool]:
         now = self._ctx.clock.now()
         async with self._ctx.uow() as uow:
@@ -63,8 +101,10 @@ class MessageService:
             conv, _ = await ConversationService.load_active(uow, sender_id, conversation_id)
             if reply_to_seq is not None and reply_to_seq > conv.last_seq:
                 raise field_error("reply_to_seq", "no such message in this conversation")
-            mentioned = await _mentioned(uow, conv, sender_id, text)
+            mentioned = await _mentioned(uow, conv.id, conv.kind, sender_id, text)
             seq, pos = await uow.conversations.advance(conversation_id, 1, 1, now)
+            links = self._ctx.links
+            media = await attach_media(uow, links, sender_id, conversation_id, seq, media_ids) if media_ids else ()
             message = Message(
                 ids.new_id(),
                 conversation_id,
@@ -76,6 +116,8 @@ class MessageService:
                 now,
                 pos=pos,
                 mention_ids=mentioned,
+                media_count=len(media),
+                media=media,
             )
             await uow.messages.add(message)
             await uow.mentions.add(conversation_id, seq, mentioned)
@@ -99,7 +141,7 @@ class MessageService:
         async with self._ctx.uow() as uow:
             await ConversationService.load_active(uow, user_id, conversation_id)
             page = await uow.messages.page(conversation_id, after_seq, before_seq, limit)
-            return await with_reactions(uow, conversation_id, page)
+            return await with_reactions(uow, conversation_id, page, self._ctx.links)
 
     async def mark_read(self, user_id: int, conversation_id: int, seq: int) -> int:
         """Move my read position forward (never back); returns the position now in force."""
@@ -137,12 +179,23 @@ async def _record_read(
     return event
 
 
-async def _mentioned(uow: SqlUnitOfWork, conv: Conversation, sender_id: int, text: str) -> tuple[int, ...]:
+def _mention_finder(
+    sender_id: int, conversation_id: int, text: str
+) -> Callable[[SqlUnitOfWork, ConversationKind], Awaitable[tuple[int, ...]]]:
+    async def find(uow: SqlUnitOfWork, kind: ConversationKind) -> tuple[int, ...]:
+        return await _mentioned(uow, conversation_id, kind, sender_id, text)
+
+    return find
+
+
+async def _mentioned(
+    uow: SqlUnitOfWork, conversation_id: int, kind: ConversationKind, sender_id: int, text: str
+) -> tuple[int, ...]:
     """Members of a group named as @username in the text (not the sender)."""
-    if conv.kind is not ConversationKind.GROUP or "@" not in text:
+    if kind is not ConversationKind.GROUP or "@" not in text:
         return ()
     keys = set(sorted(mentioned_keys(text))[:MAX_MENTIONS])
-    found = await uow.members.ids_by_username(conv.id, keys)
+    found = await uow.members.ids_by_username(conversation_id, keys)
     return tuple(sorted(u for u in found if u != sender_id))
 
 

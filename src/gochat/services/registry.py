@@ -9,6 +9,7 @@ from gochat.services.account_admin import AccountAdminService
 from gochat.services.accounts import AccountService
 from gochat.services.chat_state import ChatStateService
 from gochat.services.conversations import ConversationService
+from gochat.services.media import MediaService
 from gochat.services.messages import MessageService
 from gochat.services.presence import PresenceService
 from gochat.services.sync import SyncService
@@ -24,3 +25,4 @@ class Services:
     presence: PresenceService
     sync: SyncService
     limiter: RateLimiter
+    media: MediaService

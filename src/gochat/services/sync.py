@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from gochat.domain.models import Conversation, Event, EventKind, Membership
 from gochat.domain.protocol import encode_event, encode_frame
 from gochat.domain.wire import MESSAGE_EVENTS, conversation_json, event_json
+from gochat.security.links import LinkSigner
 from gochat.services.context import ServiceContext
 from gochat.services.loading import with_reactions
 from gochat.storage.uow import SqlUnitOfWork
@@ -61,7 +62,7 @@ class SyncService:
             result.frames.append(encode_event("resync_required", conversation_id=str(conv_id), last_pos=upto))
             return
         events = await uow.events.between(conv_id, start, upto)
-        result.frames.extend(await _render(uow, user_id, conv_id, events))
+        result.frames.extend(await _render(uow, user_id, conv_id, events, self._ctx.links))
 
     async def _announce(self, uow: SqlUnitOfWork, conv_id: int, result: SyncResult) -> None:
         conv = await uow.conversations.get(conv_id)
@@ -71,11 +72,13 @@ class SyncService:
             result.frames.append(encode_event("conversation.created", conversation=body))
 
 
-async def _render(uow: SqlUnitOfWork, viewer_id: int, conv_id: int, events: list[Event]) -> list[bytes]:
+async def _render(
+    uow: SqlUnitOfWork, viewer_id: int, conv_id: int, events: list[Event], links: LinkSigner | None = None
+) -> list[bytes]:
     kinds = {e.kind for e in events}
     seqs = {e.seq for e in events if e.kind in MESSAGE_EVENTS and e.seq is not None}
     found = await uow.messages.by_seqs(conv_id, seqs)
-    messages = {m.seq: m for m in await with_reactions(uow, conv_id, list(found.values()))}
+    messages = {m.seq: m for m in await with_reactions(uow, conv_id, list(found.values()), links)}
     members: dict[int, Membership] = {}
     if EventKind.MEMBER_JOINED in kinds:
         members = {m.user_id: m for m in await uow.members.active(conv_id)}

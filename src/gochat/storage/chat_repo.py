@@ -270,6 +270,7 @@ class SqlMessageRepo:
             "reply_to_seq": message.reply_to_seq,
             "created_at": to_db_time(message.created_at),
             "mention_ids": format_id_list(message.mention_ids),
+            "media_count": message.media_count,
         }
         try:
             await self._conn.execute(messages.insert().values(**values))

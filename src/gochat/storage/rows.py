@@ -91,6 +91,7 @@ def message_from_row(row: Any) -> Message:
         edited_at=from_db_time(row.edited_at),
         deleted_at=from_db_time(row.deleted_at),
         mention_ids=parse_id_list(row.mention_ids),
+        media_count=row.media_count,
     )
 
 

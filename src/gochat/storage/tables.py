@@ -15,8 +15,10 @@ from sqlalchemy import (
     Column,
     DateTime,
     Index,
+    Integer,
     MetaData,
     PrimaryKeyConstraint,
+    SmallInteger,
     String,
     Table,
     Text,
@@ -134,6 +136,7 @@ messages = Table(
     utc_datetime("deleted_at", nullable=True),
     # Space-separated user ids mentioned (rendering); the mentions table is for counting.
     Column("mention_ids", String(1024), nullable=True),
+    Column("media_count", SmallInteger, nullable=False, default=0, server_default="0"),
     UniqueConstraint("conversation_id", "seq"),
     UniqueConstraint("sender_id", "client_msg_id"),
     **MYSQL,
@@ -171,5 +174,41 @@ mentions = Table(
     Column("conversation_id", BigInteger, nullable=False),
     Column("seq", BigInteger, nullable=False),
     PrimaryKeyConstraint("user_id", "conversation_id", "seq"),
+    **MYSQL,
+)
+
+# Uploaded files. Bytes live in the MediaStore under random keys; a row with deleted_at set
+# is no longer served and waits for the cleanup job to remove its bytes, then itself.
+media = Table(
+    "media",
+    metadata,
+    Column("id", BigInteger, primary_key=True, autoincrement=False),
+    Column("owner_id", BigInteger, nullable=False, index=True),
+    Column("storage_key", String(128), nullable=False, unique=True),
+    Column("thumbnail_key", String(128), nullable=True),
+    Column("content_type", String(128), nullable=False),
+    Column("size", BigInteger, nullable=False),
+    Column("sha256", String(64), nullable=False),
+    Column("width", Integer, nullable=True),
+    Column("height", Integer, nullable=True),
+    Column("filename", String(255), nullable=False),
+    # True once used (by a message or as an avatar): it never expires as an unattached upload.
+    Column("attached", Boolean, nullable=False, default=False),
+    utc_datetime("created_at"),
+    utc_datetime("deleted_at", nullable=True),
+    Index(None, "attached", "created_at"),
+    Index(None, "deleted_at"),
+    **MYSQL,
+)
+
+# Which message carries which media; a media is attached to at most one message (unique).
+message_media = Table(
+    "message_media",
+    metadata,
+    Column("conversation_id", BigInteger, nullable=False),
+    Column("seq", BigInteger, nullable=False),
+    Column("media_id", BigInteger, nullable=False, unique=True),
+    Column("position", SmallInteger, nullable=False),
+    PrimaryKeyConstraint("conversation_id", "seq", "media_id"),
     **MYSQL,
 )

@@ -16,6 +16,8 @@ from gochat.storage.chat_repo import (
     SqlMessageRepo,
 )
 from gochat.storage.database import is_connection_error
+from gochat.storage.media_repo import SqlMediaRepo
+from gochat.storage.send_repo import SqlSendRepo
 from gochat.storage.state_repo import SqlMentionRepo, SqlReactionRepo
 
 
@@ -30,6 +32,8 @@ class SqlUnitOfWork:
     events: SqlEventRepo
     reactions: SqlReactionRepo
     mentions: SqlMentionRepo
+    media: SqlMediaRepo
+    send: SqlSendRepo
 
     def __init__(self, engine: AsyncEngine) -> None:
         self._engine = engine
@@ -54,6 +58,8 @@ class SqlUnitOfWork:
         self.events = SqlEventRepo(conn)
         self.reactions = SqlReactionRepo(conn)
         self.mentions = SqlMentionRepo(conn)
+        self.media = SqlMediaRepo(conn)
+        self.send = SqlSendRepo(conn)
         return self
 
     async def commit(self) -> None:
