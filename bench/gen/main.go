@@ -64,6 +64,7 @@ type Spec struct {
 	LocalIPs     []string     `json:"local_ips"`
 	Clients      []ClientSpec `json:"clients"`
 	ConnectConc  int          `json:"connect_concurrency"`
+	ConnectMaxS  float64      `json:"connect_deadline_s"` // give up waiting for the rest after this
 	SettleS      float64      `json:"settle_s"`
 	BodyBytes    int          `json:"body_bytes"`
 	Nonce        string       `json:"nonce"`
@@ -398,6 +399,26 @@ func connectAll(auth bool) (ok, failed int) {
 	var wg sync.WaitGroup
 	var okN, failN int64
 	var readers sync.WaitGroup
+	done := make(chan struct{})
+	go func() {
+		launchAll(conc, sem, &wg, &okN, &failN, &readers, auth)
+		wg.Wait()
+		close(done)
+	}()
+	deadline := spec.ConnectMaxS
+	if deadline <= 0 {
+		deadline = 3600
+	}
+	select {
+	case <-done:
+	case <-time.After(time.Duration(deadline * float64(time.Second))):
+		logf("connect deadline: %d ok, %d failed, the rest still pending", atomic.LoadInt64(&okN), atomic.LoadInt64(&failN))
+		return int(atomic.LoadInt64(&okN)), len(clients) - int(atomic.LoadInt64(&okN))
+	}
+	return int(okN), int(failN)
+}
+
+func launchAll(conc int, sem chan struct{}, wg *sync.WaitGroup, okN, failN *int64, readers *sync.WaitGroup, auth bool) {
 	for _, c := range clients {
 		wg.Add(1)
 		sem <- struct{}{}
@@ -415,16 +436,16 @@ func connectAll(auth bool) (ok, failed int) {
 			}
 			if err != nil {
 				noteError([]byte("dial: " + err.Error()))
-				atomic.AddInt64(&failN, 1)
+				atomic.AddInt64(failN, 1)
 				return
 			}
 			c.conn = conn
 			readers.Add(1)
-			go c.readLoop(&readers)
+			go c.readLoop(readers)
 			if auth {
 				msg := fmt.Sprintf(`{"type":"auth","token":%q}`, c.spec.Token)
 				if err := conn.WriteMessage(websocket.TextMessage, []byte(msg)); err != nil {
-					atomic.AddInt64(&failN, 1)
+					atomic.AddInt64(failN, 1)
 					return
 				}
 				select {
@@ -432,17 +453,15 @@ func connectAll(auth bool) (ok, failed int) {
 				case <-time.After(60 * time.Second):
 				}
 				if atomic.LoadInt32(&c.readyOK) == 0 {
-					atomic.AddInt64(&failN, 1)
+					atomic.AddInt64(failN, 1)
 					return
 				}
 			} else {
 				atomic.StoreInt32(&c.readyOK, 1)
 			}
-			atomic.AddInt64(&okN, 1)
+			atomic.AddInt64(okN, 1)
 		}(c)
 	}
-	wg.Wait()
-	return int(okN), int(failN)
 }
 
 // ---------------------------------------------------------------------------- traffic
@@ -832,5 +851,9 @@ func main() {
 	enc, _ := json.Marshal(out)
 	os.Stdout.Write(append(enc, '\n'))
 	os.Stdout.Sync()
-	// The process exit closes every socket.
+	// Keep the sockets open until told (stdin closes): run.py stops the server first, so the
+	// next measurement does not overlap this server's disconnect work.
+	if spec.Mode != "idle" {
+		bufio.NewReader(os.Stdin).ReadString('\n')
+	}
 }

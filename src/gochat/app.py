@@ -138,6 +138,7 @@ def build_components(settings: Settings, clock: Clock, hasher: PasswordHasher) -
         services,
         uow,
         metrics,
+        clock,
     )
     return Components(settings, engine, broker, hub, gateway, services, metrics, ephemeral)
 

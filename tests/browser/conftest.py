@@ -7,6 +7,7 @@ DOM state (locators and `expect` with timeouts), never a fixed sleep.
 from __future__ import annotations
 
 import os
+import re
 import secrets
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -16,7 +17,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.support import ServeProcess, service_missing, serve_process
+from tests.support import ServeProcess, serve_process, service_missing
 
 CHROMIUM = os.environ.get("GOCHAT_CHROMIUM", "/usr/bin/chromium")
 CHROMIUM_ARGS = [
@@ -33,6 +34,7 @@ DESKTOP = {"width": 1280, "height": 800}
 PHONE = {"width": 390, "height": 844}
 SCREENSHOTS = Path(__file__).resolve().parents[2] / "docs" / "screenshots"
 TIMEOUT_MS = 10_000
+EXTERNAL = re.compile(r"^(?!https?://127\.0\.0\.1[:/])[a-z]+://")
 
 # Runs before any page script: records CSP violations and anything an XSS payload would do.
 MONITOR = """
@@ -46,10 +48,15 @@ document.addEventListener('securitypolicyviolation', (e) => {
 });
 """
 
-pytestmark = pytest.mark.browser
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    here = Path(__file__).parent
+    for item in items:
+        if Path(str(item.fspath)).parent == here:
+            item.add_marker(pytest.mark.browser)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def browser() -> Iterator[Any]:
     if not Path(CHROMIUM).exists():
         service_missing("Chromium", f"{CHROMIUM} is missing (scripts/services.sh browser installs it)")
@@ -66,9 +73,12 @@ def browser() -> Iterator[Any]:
             launched.close()
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="package")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServeProcess]:
-    """One server per test module (starting one takes seconds); tests use unique names."""
+    """One server for the browser tests (starting one takes seconds); tests use unique names.
+
+    A test that stops or reconfigures its server makes its own with ``serve_process``.
+    """
     with serve_process(tmp_path_factory.mktemp("browser"), GOCHAT_RATE_LIMITS_ENABLED="false") as live:
         yield live
 
@@ -93,18 +103,22 @@ class Tab:
 
 
 @pytest.fixture
-def open_tab(browser: Any, server: ServeProcess) -> Iterator[Callable[..., Tab]]:
+def open_tab(browser: Any, request: pytest.FixtureRequest) -> Iterator[Callable[..., Tab]]:
+    """Open a tab on the suite's server, or on ``on=`` another one."""
     tabs: list[Tab] = []
 
-    def make(viewport: dict[str, int] | None = None, **options: Any) -> Tab:
+    def make(viewport: dict[str, int] | None = None, on: ServeProcess | None = None, **options: Any) -> Tab:
+        target = on or request.getfixturevalue("server")
         context = browser.new_context(
-            base_url=server.base_url,
+            base_url=target.base_url,
             viewport=viewport or DESKTOP,
             service_workers="block",
             **options,
         )
         context.set_default_timeout(TIMEOUT_MS)
         context.add_init_script(MONITOR)
+        # Nothing leaves the machine: links that tests follow open a page that fails fast.
+        context.route(EXTERNAL, lambda route: route.abort())
         page = context.new_page()
         tab = Tab(context, page)
         tabs.append(tab)

@@ -33,7 +33,9 @@ def test_alice_and_bob_chat(open_tab: Any, server: ServeProcess) -> None:
 
     # Alice sees that Bob read it; both see each other online.
     expect(alice.get_by_test_id("seen")).to_be_visible()
-    expect(ui.conversation(alice, "Bob Builder").get_by_test_id("presence-dot")).to_have_attribute("data-online", "true")
+    expect(ui.conversation(alice, "Bob Builder").get_by_test_id("presence-dot")).to_have_attribute(
+        "data-online", "true"
+    )
 
     # Typing shows on the other side.
     ui.composer(bob).press_sequentially("typing so")

@@ -75,13 +75,17 @@ def test_group_of_three_then_four(open_tab: Any, server: ServeProcess) -> None:
     carol.reload()
     expect(carol.get_by_text("This conversation does not exist or you are not a member.")).to_be_visible()
     expect(ui.conversation(carol, "Team")).to_have_count(0)
-    assert not any(c["id"] == group_id for c in rest(server, users["carol"], "GET", "/conversations")["conversations"])
+    assert not any(
+        c["id"] == group_id for c in rest(server, users["carol"], "GET", "/conversations")["conversations"]
+    )
 
     # Dave leaves on his own.
     dave.get_by_role("button", name="Group settings").click()
     dave.get_by_role("dialog", name="Group settings").get_by_role("button", name="Leave group").click()
     expect(dave.get_by_text("You are no longer a member of this group.")).to_be_visible()
     olivia.get_by_role("button", name="Group settings").click()
-    expect(olivia.get_by_role("dialog", name="Group settings").get_by_role("list", name="Members")).not_to_contain_text("Dave")
+    expect(
+        olivia.get_by_role("dialog", name="Group settings").get_by_role("list", name="Members")
+    ).not_to_contain_text("Dave")
     for page in pages.values():
         assert_clean(page)

@@ -36,7 +36,9 @@ def start_direct(page: Any, username: str, display_name: str) -> None:
 
 
 def conversation(page: Any, name: str) -> Any:
-    return page.get_by_test_id("conversation").filter(has_text=name)
+    """The conversation list row whose name is exactly ``name``."""
+    named = page.get_by_test_id("conversation-name").get_by_text(name, exact=True)
+    return page.get_by_test_id("conversation").filter(has=named)
 
 
 def open_conversation(page: Any, name: str) -> None:
@@ -61,4 +63,6 @@ def sent_message(page: Any, text: str) -> Any:
 
 def message(page: Any, text: str) -> Any:
     """The message whose own body (not a reply quote) contains ``text``."""
-    return page.get_by_test_id("message").filter(has=page.get_by_test_id("message-body").filter(has_text=text))
+    return page.get_by_test_id("message").filter(
+        has=page.get_by_test_id("message-body").filter(has_text=text)
+    )

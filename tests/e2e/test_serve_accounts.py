@@ -11,7 +11,7 @@ import re
 import stat
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -19,7 +19,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.support import TEST_SECRET, ServeProcess, free_port
+from tests.support import TEST_SECRET, ServeProcess, database_url, free_port
 
 pytestmark = pytest.mark.e2e
 
@@ -108,27 +108,30 @@ def journey(base_url: str) -> None:
         assert r.status_code == 401 and error_code(r) == "invalid_token"
 
 
-def test_account_journey_on_the_embedded_default(tmp_path: Path) -> None:
-    with serving(tmp_path / "data", base_env()) as node:
-        journey(node.base_url)
+@pytest.fixture
+async def mysql_url(tmp_path: Path) -> AsyncIterator[str]:
+    async with database_url("mysql", tmp_path) as url:
+        yield url
 
 
 @pytest.mark.mysql
-def test_account_journey_on_mariadb(tmp_path: Path, db_url: str, db_kind: str) -> None:
-    if db_kind != "mysql":
-        pytest.skip("the SQLite journey is the embedded default above")
-    env = base_env(GOCHAT_DATABASE_URL=db_url, GOCHAT_SECRET_KEY=TEST_SECRET)
+def test_account_journey_on_mariadb_in_production(tmp_path: Path, mysql_url: str) -> None:
+    """The cluster shape: MariaDB, production mode with a proper secret."""
+    env = base_env(
+        GOCHAT_DATABASE_URL=mysql_url, GOCHAT_SECRET_KEY=TEST_SECRET, GOCHAT_ENVIRONMENT="production"
+    )
     # A cluster database is migrated by the operator, never implicitly by a node.
     done = gochat("migrate", env=env)
     assert done.returncode == 0, done.stderr
     with serving(tmp_path / "data", env) as node:
         journey(node.base_url)
-        assert not (tmp_path / "data" / "gochat.db").exists()
+    assert not (tmp_path / "data" / "gochat.db").exists()
+    assert not (tmp_path / "data" / "secret.key").exists()  # the configured secret, not a file
 
 
-def test_operational_endpoints(tmp_path: Path) -> None:
-    env = base_env(GOCHAT_SECRET_KEY=TEST_SECRET)
-    with serving(tmp_path / "data", env) as node, httpx.Client(base_url=node.base_url, timeout=10) as http:
+def operational_endpoints(base_url: str) -> None:
+    """/healthz, /readyz, /metrics, /openapi.json and /docs, as a load balancer or operator sees them."""
+    with httpx.Client(base_url=base_url, timeout=10) as http:
         r = http.get("/healthz")
         assert r.status_code == 200 and r.json() == {"status": "ok"}
         assert re.fullmatch(r"[0-9a-f]{32}", r.headers["x-request-id"])
@@ -138,15 +141,21 @@ def test_operational_endpoints(tmp_path: Path) -> None:
         assert r.status_code == 200
         assert r.json()["status"] == "ok" and all(r.json()["checks"].values()), r.json()
 
+        def logins_counted() -> float:
+            r = http.get("/metrics")
+            assert r.status_code == 200
+            assert r.headers["content-type"].startswith("text/plain")
+            assert "# TYPE gochat_http_requests_total counter" in r.text
+            # the route label is the route's template (bounded cardinality), not the raw path
+            login = (
+                r'gochat_http_requests_total\{method="POST",route="(?:/api/v1)?/auth/login",status="200"\}'
+            )
+            found = re.search(rf"^{login} (\S+)$", r.text, re.M)
+            return float(found.group(1)) if found else 0.0
+
+        before = logins_counted()
         register_and_login(http, "metered")
-        r = http.get("/metrics")
-        assert r.status_code == 200
-        assert r.headers["content-type"].startswith("text/plain")
-        assert "# TYPE gochat_http_requests_total counter" in r.text
-        # the route label is the route's template (bounded cardinality), not the raw path
-        login = r'gochat_http_requests_total\{method="POST",route="(?:/api/v1)?/auth/login",status="200"\}'
-        login_line = re.search(rf"^{login} (\S+)$", r.text, re.M)
-        assert login_line and float(login_line.group(1)) == 1.0, r.text[:2000]
+        assert logins_counted() == before + 1
 
         r = http.get("/openapi.json")
         assert r.status_code == 200
@@ -170,12 +179,14 @@ def test_operational_endpoints(tmp_path: Path) -> None:
         assert r.status_code == 404 and error_code(r) == "not_found"
 
 
-def test_embedded_default_keeps_its_data_and_secret_across_restarts(tmp_path: Path) -> None:
+def test_embedded_default_serves_and_keeps_its_data_and_secret_across_restarts(tmp_path: Path) -> None:
     data_dir = tmp_path / "data"  # does not exist yet
-    env = base_env()  # no secret, no database: the embedded default
+    env = base_env()  # no secret, no database, no settings at all: the embedded default
     with serving(data_dir, env) as node:
+        journey(node.base_url)
+        operational_endpoints(node.base_url)
         with httpx.Client(base_url=node.base_url, timeout=10) as http:
-            tokens = register_and_login(http, "alice")
+            tokens = register_and_login(http, "bob")
         # SIGTERM is a graceful shutdown (uvicorn re-raises the signal once done): not a SIGKILL
         assert node.stop() in (0, -15), node.logs()[-2000:]
 
@@ -190,43 +201,52 @@ def test_embedded_default_keeps_its_data_and_secret_across_restarts(tmp_path: Pa
         # Issued before the restart, still valid after it: same key, same database.
         r = http.get(f"{API}/users/me", headers=auth(tokens["access_token"]))
         assert r.status_code == 200, r.text
-        assert r.json()["username"] == "alice"
+        assert r.json()["username"] == "bob"
         r = http.post(f"{API}/auth/refresh", json={"refresh_token": tokens["refresh_token"]})
         assert r.status_code == 200, r.text
-        r = http.post(f"{API}/auth/login", json={"username": "alice", "password": PASSWORD})
+        r = http.post(f"{API}/auth/login", json={"username": "Alice", "password": PASSWORD})
         assert r.status_code == 200, r.text
     assert secret_file.read_text() == secret
 
 
-@pytest.mark.parametrize(
-    ("secret", "complaint"),
-    [
-        (None, "required"),
-        ("0123456789abcdefXYZ", "at least 32"),
-        ("changeme", "placeholder"),
-        ("x" * 48, "placeholder"),
-    ],
-    ids=["missing", "short", "placeholder", "low-entropy"],
-)
-def test_production_refuses_to_start_with_a_bad_secret(
-    tmp_path: Path, secret: str | None, complaint: str
-) -> None:
-    env = base_env(GOCHAT_ENVIRONMENT="production")
-    if secret is not None:
-        env["GOCHAT_SECRET_KEY"] = secret
-    port = free_port()
-    done = gochat("serve", "--port", str(port), "--data-dir", str(tmp_path / "data"), env=env, timeout=30)
-    assert done.returncode != 0
-    assert "GOCHAT_SECRET_KEY" in done.stderr and complaint in done.stderr, done.stderr
-    assert "Traceback" not in done.stderr, done.stderr
-    assert len(done.stderr.strip().splitlines()) <= 3, done.stderr  # a message, not a dump
-    if secret:
-        assert secret not in done.stderr  # a refused secret is not echoed to the logs
-    assert not (tmp_path / "data" / "secret.key").exists()  # no fallback to a generated key
+BAD_SECRETS = {
+    "missing": (None, "required"),
+    "short": ("0123456789abcdefXYZ", "at least 32"),
+    "placeholder": ("changeme", "placeholder"),
+    "low-entropy": ("x" * 48, "placeholder"),
+}
 
 
-def test_production_starts_with_a_good_secret(tmp_path: Path) -> None:
-    env = base_env(GOCHAT_ENVIRONMENT="production", GOCHAT_SECRET_KEY=TEST_SECRET)
-    with serving(tmp_path / "data", env) as node, httpx.Client(base_url=node.base_url, timeout=10) as http:
-        register_and_login(http, "alice")
-    assert not (tmp_path / "data" / "secret.key").exists()
+def test_production_refuses_to_start_with_a_bad_secret(tmp_path: Path) -> None:
+    # The four processes run side by side: each one imports the whole server before it refuses.
+    procs = {}
+    for case, (secret, _) in BAD_SECRETS.items():
+        env = base_env(GOCHAT_ENVIRONMENT="production")
+        if secret is not None:
+            env["GOCHAT_SECRET_KEY"] = secret
+        cmd = [
+            sys.executable,
+            "-m",
+            "gochat",
+            "serve",
+            "--port",
+            str(free_port()),
+            "--data-dir",
+            str(tmp_path / case),
+        ]
+        procs[case] = subprocess.Popen(
+            cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        )
+    for case, proc in procs.items():
+        secret, complaint = BAD_SECRETS[case]
+        try:
+            _, stderr = proc.communicate(timeout=60)
+        finally:
+            proc.kill()
+        assert proc.returncode not in (0, None), (case, stderr)
+        assert "GOCHAT_SECRET_KEY" in stderr and complaint in stderr, (case, stderr)
+        assert "Traceback" not in stderr, (case, stderr)
+        assert len(stderr.strip().splitlines()) <= 3, (case, stderr)  # a message, not a dump
+        if secret:
+            assert secret not in stderr, case  # a refused secret is not echoed to the logs
+        assert not (tmp_path / case / "secret.key").exists(), case  # no fallback to a generated key

@@ -26,6 +26,7 @@ import pytest
 from sqlalchemy import func, select
 
 from gochat.clock import FakeClock
+from gochat.security.tokens import signing_key
 from gochat.storage.tables import sessions, users
 from tests.support import TEST_SECRET, LiveServer, live_server, make_settings
 
@@ -252,8 +253,9 @@ def b64(data: bytes) -> str:
     return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
 
 
-def forge(key: bytes | str, **claims: Any) -> str:
-    return jwt.encode({k: v for k, v in claims.items() if v is not None}, key, algorithm="HS256")
+def forge(key: bytes | str, kid: str, **claims: Any) -> str:
+    body = {k: v for k, v in claims.items() if v is not None}
+    return jwt.encode(body, key, algorithm="HS256", headers={"kid": kid})
 
 
 async def test_token_matrix(clocked: Clocked) -> None:
@@ -263,17 +265,17 @@ async def test_token_matrix(clocked: Clocked) -> None:
     tokens = await login(http, "alice")
     good = tokens["access_token"]
     claims = jwt.decode(good, options={"verify_signature": False})
-    key = hashlib.sha256(b"gochat-access-jwt\x00" + TEST_SECRET.encode()).digest()
+    kid, key = signing_key(TEST_SECRET)
     header, payload, signature = good.split(".")
 
     def variant(**changes: Any) -> str:
-        return forge(key, **{**claims, **changes})
+        return forge(key, kid, **{**claims, **changes})
 
     # The control: a token forged with the server's key and the right claims IS accepted,
     # so every refusal below is about the one thing that case changes.
     assert (await me(http, variant())).status_code == 200
     now = int(clock.now().timestamp())
-    unsigned_header = b64(json.dumps({"alg": "none", "typ": "JWT"}).encode())
+    unsigned_header = b64(json.dumps({"alg": "none", "typ": "JWT", "kid": kid}).encode())
     tampered_payload = b64(json.dumps({**claims, "sub": bob["id"]}).encode())
     cases: dict[str, dict[str, str]] = {
         "no header": {},
@@ -281,10 +283,12 @@ async def test_token_matrix(clocked: Clocked) -> None:
         "other scheme": {"Authorization": f"Basic {good}"},
         "garbage": auth("garbage"),
         "three dots": auth("a.b.c"),
-        "alg none": auth(jwt.encode(claims, None, algorithm="none")),
+        "alg none": auth(jwt.encode(claims, None, algorithm="none", headers={"kid": kid})),
         "alg none by hand": auth(f"{unsigned_header}.{payload}."),
-        "raw secret as key": auth(forge(TEST_SECRET, **claims)),
-        "other key": auth(forge(hashlib.sha256(b"another server").digest(), **claims)),
+        "raw secret as key": auth(forge(TEST_SECRET, kid, **claims)),
+        "other key, same kid": auth(forge(hashlib.sha256(b"another server").digest(), kid, **claims)),
+        "another server's token": auth(forge(*reversed(signing_key("another-" + TEST_SECRET)), **claims)),
+        "no kid": auth(jwt.encode(claims, key, algorithm="HS256")),
         "wrong iss": auth(variant(iss="evil")),
         "wrong aud": auth(variant(aud="evil")),
         "wrong typ": auth(variant(typ="refresh")),

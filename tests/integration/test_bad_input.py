@@ -9,6 +9,7 @@ user and session counts are read from the database before and after.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -47,7 +48,7 @@ async def send(http: httpx.AsyncClient, method: str, path: str, case: Case, **ex
     headers = {**case.headers, **extra.pop("headers", {})}
     if case.content is not None:
         return await http.request(method, path, content=case.content, headers=headers)
-    body = httpx.Request("POST", "http://x", json=case.json).content
+    body = json.dumps(case.json).encode()  # `null` too: a JSON body that is literally null
     return await http.request(method, path, content=body, headers=headers)
 
 

@@ -20,6 +20,7 @@ from tests.integration.chat_helpers import (
     history,
     login,
     post_message,
+    send_frame,
     send_rest,
     users,
     ws_connect,
@@ -122,6 +123,32 @@ async def test_send_validation_writes_nothing(server: LiveServer) -> None:
     assert [m["seq"] for m in await history(server, alice, conv)] == [1]
     reply = await post_message(server, alice, conv, {"client_msg_id": "g", "body": "re", "reply_to_seq": 1})
     assert (reply.status_code, reply.json()["reply_to_seq"]) == (201, 1)
+
+
+async def test_one_key_sent_to_two_conversations_at_once_is_a_conflict(server: LiveServer) -> None:
+    """Concurrent sends may share one transaction (group commit); the key rules still hold."""
+    alice, bob = await users(server, "alice", "bob")
+    devices = [alice, await login(server, "alice"), await login(server, "alice")]
+    one = (await create_group(server, alice, "one", bob))["id"]
+    two = (await create_group(server, alice, "two", bob))["id"]
+    async with AsyncExitStack() as stack:
+        busy, w1, w2 = [await stack.enter_async_context(ws_connect(server, d)) for d in devices]
+        for trial in range(5):
+            # one send keeps the committer busy while the two twins queue behind it
+            await busy.send(send_frame(f"busy{trial}", one, f"busy{trial}", "x"))
+            await w1.send(send_frame("t1", one, f"k{trial}", "to one"))
+            await w2.send(send_frame("t2", two, f"k{trial}", "to two"))
+            replies = {two: await w2.reply_to("t2"), one: await w1.reply_to("t1")}
+            assert (await busy.reply_to(f"busy{trial}"))["type"] == "ack"
+            acked = {conv: r["message"] for conv, r in replies.items() if r["type"] == "ack"}
+            refused = [r["code"] for r in replies.values() if r["type"] == "error"]
+            assert (len(acked), refused) == (1, ["conflict"]), replies
+            [(conv, message)] = acked.items()
+            assert message["conversation_id"] == conv  # never a message of the other conversation
+    keys_one = {m["client_msg_id"] for m in await history(server, alice, one, limit=200)}
+    keys_two = {m["client_msg_id"] for m in await history(server, alice, two, limit=200)}
+    assert not keys_one & keys_two
+    assert {f"k{t}" for t in range(5)} == (keys_one | keys_two) - {f"busy{t}" for t in range(5)}
 
 
 # --- history ---------------------------------------------------------------------------------

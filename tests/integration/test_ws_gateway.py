@@ -11,7 +11,7 @@ import asyncio
 import contextlib
 import time
 from collections.abc import AsyncIterator
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 
 import orjson
@@ -107,21 +107,21 @@ async def test_bearer_header_on_upgrade_then_ready(server: LiveServer) -> None:
 async def test_no_auth_within_the_timeout_closes_1008(strict_server: LiveServer) -> None:
     started = time.monotonic()
     assert await refused(strict_server) == 1008
-    assert 0.4 <= time.monotonic() - started < 3
+    assert 0.4 <= time.monotonic() - started < 5
 
 
-@pytest.mark.parametrize(
-    "first",
-    [
-        pytest.param('{"type":"ping","id":"1"}', id="ping"),
-        pytest.param('{"type":"message.send","id":"1"}', id="send"),
-        pytest.param("not json", id="invalid-json"),
-        pytest.param('{"type":"auth","token":12}', id="token-not-a-string"),
-        pytest.param(b'{"type":"auth","token":"x"}', id="binary"),
-    ],
-)
-async def test_first_frame_must_be_auth(strict_server: LiveServer, first: str | bytes) -> None:
-    assert await refused(strict_server, first) == 1008
+NOT_AUTH: list[str | bytes] = [
+    '{"type":"ping","id":"1"}',
+    '{"type":"message.send","id":"1"}',
+    "not json",
+    '{"type":"auth","token":12}',
+    b'{"type":"auth","token":"x"}',  # binary
+]
+
+
+async def test_first_frame_must_be_auth(strict_server: LiveServer) -> None:
+    for first in NOT_AUTH:
+        assert await refused(strict_server, first) == 1008, first
 
 
 async def test_bad_expired_or_revoked_token_closes_4001(clocked_server: LiveServer, clock: FakeClock) -> None:
@@ -332,24 +332,27 @@ async def test_typing_where_you_are_not_a_member_is_not_found(server: LiveServer
 # --- re-auth and expiry ------------------------------------------------------------------------
 
 
-async def test_reauth_extends_the_socket_and_expiry_closes_4001(db_url: str, tmp_path: Path) -> None:
-    # Access tokens issued now expire ~3 s from now (real time): the clock is 897 s behind.
-    clock = FakeClock(datetime.now(UTC) - timedelta(seconds=897))
-    async with live_server(make_settings(db_url, tmp_path), clock=clock) as server:
-        alice, bob = await users(server, "alice", "bob")
-        async with ws_connect(server, alice) as stale, ws_connect(server, bob) as extended:
-            other = await login(server, "bob")  # another session of the same user
-            wrong = await extended.request({"type": "auth", "id": "w", "token": other.token})
-            assert (wrong["type"], wrong["code"]) == ("error", "invalid_token")
-            bad = await extended.request({"type": "auth", "id": "b", "token": "garbage"})
-            assert (bad["type"], bad["code"]) == ("error", "invalid_token")
-            clock.advance(897)
-            r = await server.http.post("/api/v1/auth/refresh", json={"refresh_token": bob.refresh_token})
-            token = r.json()["access_token"]
-            ack = await extended.request({"type": "auth", "id": "a", "token": token})
-            assert ack["type"] == "ack" and ack["expires_at"] > time.time() + 800
-            assert await stale.close_code(timeout=6) == 4001
-            assert await extended.request({"type": "ping", "id": 1}) == {"type": "pong", "id": 1}
+async def test_reauth_extends_the_socket_and_expiry_closes_4001(
+    clocked_server: LiveServer, clock: FakeClock
+) -> None:
+    server = clocked_server
+    alice, bob = await users(server, "alice", "bob")  # access tokens valid for 900 s
+    clock.advance(896)  # the sockets below get 4 s before their tokens expire
+    async with ws_connect(server, alice) as stale, ws_connect(server, bob) as extended:
+        r = await server.http.post("/api/v1/auth/refresh", json={"refresh_token": bob.refresh_token})
+        fresh_token = r.json()["access_token"]
+        ack = await extended.request({"type": "auth", "id": "a", "token": fresh_token})
+        assert ack["type"] == "ack" and ack["expires_at"] == int(clock.now().timestamp()) + 900
+        # refused re-auths leave the socket and its new deadline alone
+        other = await login(server, "bob")  # another session of the same user
+        wrong = await extended.request({"type": "auth", "id": "w", "token": other.token})
+        assert (wrong["type"], wrong["code"]) == ("error", "invalid_token")
+        bad = await extended.request({"type": "auth", "id": "b", "token": "garbage"})
+        assert (bad["type"], bad["code"]) == ("error", "invalid_token")
+        started = time.monotonic()
+        assert await stale.close_code(timeout=8) == 4001
+        assert time.monotonic() - started > 1  # at the token's expiry, not at once
+        assert await extended.request({"type": "ping", "id": 1}) == {"type": "pong", "id": 1}
 
 
 # --- delivery --------------------------------------------------------------------------------

@@ -122,3 +122,25 @@ def test_an_unusable_secret_file_is_refused_not_used(tmp_path: Path, content: st
     (tmp_path / SECRET_FILE).write_text(content)
     with pytest.raises(ValueError, match=SECRET_FILE):
         resolve_secret(Settings(data_dir=tmp_path))
+
+
+def test_comma_separated_lists_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    old = [secrets.token_urlsafe(40), secrets.token_urlsafe(40)]
+    monkeypatch.setenv("GOCHAT_CORS_ORIGINS", "https://app.example, https://admin.example")
+    monkeypatch.setenv("GOCHAT_PREVIOUS_SECRET_KEYS", f" {old[0]} ,{old[1]},")
+    settings = Settings()
+    assert settings.cors_origins == ["https://app.example", "https://admin.example"]
+    assert settings.previous_secret_keys == old
+
+
+@pytest.mark.parametrize("weak", ["changeme", "", "short-but-random-9xQ", "a" * 40])
+def test_weak_previous_secrets_are_refused(monkeypatch: pytest.MonkeyPatch, weak: str) -> None:
+    """A previous secret still verifies access tokens: a guessable one would let anyone forge them."""
+    monkeypatch.setenv("GOCHAT_PREVIOUS_SECRET_KEYS", f"{secrets.token_urlsafe(40)},{weak}")
+    if not weak:
+        assert len(Settings().previous_secret_keys) == 1  # an empty item is just a trailing comma
+        return
+    with pytest.raises(ValidationError, match="GOCHAT_SECRET_KEY"):
+        Settings()
+    with pytest.raises(ValidationError):
+        Settings(previous_secret_keys=[weak])

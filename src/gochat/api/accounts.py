@@ -92,7 +92,10 @@ async def patch_me(body: ProfileIn, me: PrincipalDep, svc: ServicesDep) -> MeOut
     if "avatar_media_id" in body.model_fields_set:  # null removes the avatar
         await svc.media.set_avatar(me.user_id, avatar_id(body.avatar_media_id))
     changes = body.model_dump(exclude_unset=True, exclude_none=True, exclude={"avatar_media_id"})
+    before = await svc.accounts.get_user(me.user_id)
     user = await svc.accounts.update_profile(me.user_id, changes)
+    if user.presence_hidden != before.presence_hidden:
+        await svc.presence.visibility_changed(me.user_id, user.presence_hidden)
     return me_out(user, svc.media.avatar_url(user))
 
 

@@ -77,7 +77,12 @@ async def info(media_id: str, me: PrincipalDep, svc: ServicesDep) -> object:
 
 @router.get("/{media_id}", responses={**ERRORS, 200: {"content": {"application/octet-stream": {}}}})
 async def download(
-    media_id: str, request: Request, svc: ServicesDep, credentials: Credentials, exp: Expiry = None, sig: Signature = None
+    media_id: str,
+    request: Request,
+    svc: ServicesDep,
+    credentials: Credentials,
+    exp: Expiry = None,
+    sig: Signature = None,
 ) -> Response:
     """The file: bytes, or a 307 redirect to a short-lived URL of the object store."""
     return await _answer(request, svc, credentials, media_id, ORIGINAL, exp, sig)
@@ -85,7 +90,12 @@ async def download(
 
 @router.get("/{media_id}/thumbnail", responses={**ERRORS, 200: {"content": {"image/webp": {}}}})
 async def thumbnail(
-    media_id: str, request: Request, svc: ServicesDep, credentials: Credentials, exp: Expiry = None, sig: Signature = None
+    media_id: str,
+    request: Request,
+    svc: ServicesDep,
+    credentials: Credentials,
+    exp: Expiry = None,
+    sig: Signature = None,
 ) -> Response:
     """A WebP of at most 320 px (images only)."""
     return await _answer(request, svc, credentials, media_id, THUMBNAIL, exp, sig)

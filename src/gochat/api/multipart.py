@@ -14,7 +14,7 @@ import os
 import tempfile
 from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import BinaryIO
+from typing import TYPE_CHECKING, BinaryIO
 from urllib.parse import unquote
 
 from python_multipart.exceptions import MultipartParseError
@@ -23,6 +23,9 @@ from starlette.requests import ClientDisconnect, Request
 
 from gochat.domain.validation import field_error
 from gochat.errors import InvalidRequest, TooLarge
+
+if TYPE_CHECKING:
+    from python_multipart.multipart import MultipartCallbacks
 
 # Room for the part headers and boundaries around the file (and small extra fields).
 ENVELOPE_BYTES = 65_536
@@ -99,11 +102,11 @@ class _FileCollector:
         self._value = bytearray()
         self._headers: dict[bytes, bytes] = {}
 
-    def callbacks(self) -> dict[str, object]:
+    def callbacks(self) -> MultipartCallbacks:
         return {
             "on_part_begin": self._part_begin,
-            "on_header_field": lambda data, start, end: self._field.extend(data[start:end]),
-            "on_header_value": lambda data, start, end: self._value.extend(data[start:end]),
+            "on_header_field": self._header_field,
+            "on_header_value": self._header_value,
             "on_header_end": self._header_end,
             "on_headers_finished": self._headers_finished,
             "on_part_data": self._part_data,
@@ -126,6 +129,12 @@ class _FileCollector:
     def _part_begin(self) -> None:
         self._headers = {}
         self._in_file = False
+
+    def _header_field(self, data: bytes, start: int, end: int) -> None:
+        self._field.extend(data[start:end])
+
+    def _header_value(self, data: bytes, start: int, end: int) -> None:
+        self._value.extend(data[start:end])
 
     def _header_end(self) -> None:
         self._headers[bytes(self._field).strip().lower()] = bytes(self._value).strip()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, StrictBool
 
 
 class Body(BaseModel):
@@ -55,7 +55,7 @@ class UsersOut(BaseModel):
 class ProfileIn(Body):
     display_name: str | None = Field(default=None, max_length=256)
     bio: str | None = Field(default=None, max_length=2000)
-    presence_hidden: bool | None = None
+    presence_hidden: StrictBool | None = None
     avatar_media_id: str | None = Field(default=None, max_length=32, description="Your image; null removes")
 
 
@@ -156,7 +156,7 @@ class EditIn(Body):
 
 
 class MuteIn(Body):
-    muted: bool
+    muted: StrictBool
 
 
 class ReactionsOut(BaseModel):

@@ -24,5 +24,6 @@ def can_remove(actor: Role, target: Role) -> bool:
     return can_manage(actor) and RANK[actor] > RANK[target]
 
 
-def can_delete_message(actor_id: int, actor_role: Role, sender_id: int) -> bool:
-    return actor_id == sender_id or can_manage(actor_role)
+def can_delete_message(actor_id: int, actor_role: Role, sender_id: int, sender_role: Role) -> bool:
+    """The sender, or an owner/admin ranked above the sender (admins can't delete the owner's)."""
+    return actor_id == sender_id or can_remove(actor_role, sender_role)

@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 from urllib.parse import unquote, urlsplit
 
 from gochat.config import Settings
 from gochat.domain.media_rules import MediaPolicy
 from gochat.media.local import LocalMediaStore
-from gochat.media.s3 import S3Credentials, S3Location, S3MediaStore
 from gochat.ports import MediaStore
+
+if TYPE_CHECKING:
+    from gochat.media.s3 import S3Credentials
 
 
 def create_media_store(settings: Settings) -> MediaStore:
@@ -18,6 +21,8 @@ def create_media_store(settings: Settings) -> MediaStore:
     if scheme == "file":
         return LocalMediaStore(file_url_path(url))
     if scheme == "s3":
+        from gochat.media.s3 import S3Location, S3MediaStore  # boto3 loads only when S3 is used
+
         return S3MediaStore(S3Location.parse(url), s3_credentials(settings))
     raise ValueError(f"unsupported GOCHAT_MEDIA_URL scheme {scheme!r} (use file:///dir or s3://bucket?...)")
 
@@ -30,6 +35,8 @@ def file_url_path(url: str) -> Path:
 
 
 def s3_credentials(settings: Settings) -> S3Credentials:
+    from gochat.media.s3 import S3Credentials
+
     secret = settings.aws_secret_access_key
     token = settings.aws_session_token
     return S3Credentials(

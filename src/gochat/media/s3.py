@@ -72,11 +72,12 @@ class S3MediaStore:
         await self._call(self._put_sync, self._key(key), source, content_type)
 
     def _put_sync(self, key: str, source: Path | bytes, content_type: str) -> None:
+        bucket = self.location.bucket
         if isinstance(source, bytes):
-            self._client.put_object(Bucket=self.location.bucket, Key=key, Body=source, ContentType=content_type)
+            self._client.put_object(Bucket=bucket, Key=key, Body=source, ContentType=content_type)
             return
         with source.open("rb") as body:
-            self._client.put_object(Bucket=self.location.bucket, Key=key, Body=body, ContentType=content_type)
+            self._client.put_object(Bucket=bucket, Key=key, Body=body, ContentType=content_type)
 
     async def open(self, key: str) -> AsyncIterator[bytes]:
         found = await self._call(self._client.get_object, Bucket=self.location.bucket, Key=self._key(key))

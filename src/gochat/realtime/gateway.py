@@ -21,7 +21,8 @@ from gochat.domain import protocol as p
 from gochat.domain.wire import message_json, notification_json, reactions_json
 from gochat.errors import GoChatError, InvalidToken
 from gochat.observability import Metrics
-from gochat.realtime.connection import Connection, Flusher, FrameSink, open_sink
+from gochat.ports import Clock
+from gochat.realtime.connection import SLOW_CLOSE_CODE, Connection, Flusher, FrameSink, open_sink
 from gochat.realtime.hub import Hub
 from gochat.services.accounts import Principal
 from gochat.services.registry import Services
@@ -33,6 +34,7 @@ POLICY = 1008
 TOKEN_EXPIRED = 4001
 RATE_LIMITED = 4029
 TYPING_TTL_S = 5
+REPLAY_DRAIN_TIMEOUT_S = 10.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,6 +75,7 @@ class Gateway:
         services: Services,
         uow: Any,
         metrics: Metrics,
+        clock: Clock,
     ) -> None:
         self.config = config
         self.hub = hub
@@ -82,6 +85,7 @@ class Gateway:
         self._messages = services.messages
         self._sync = services.sync
         self._uow = uow
+        self.clock = clock
         self._metrics = metrics
 
     async def serve(self, websocket: WebSocket) -> None:
@@ -203,7 +207,8 @@ class Session:
     def _arm_expiry(self, expires_at: int) -> None:
         if self._expiry is not None:
             self._expiry.cancel()
-        delay = max(0.0, expires_at - time.time())
+        # The token's expiry was checked against the injected clock; the timer uses the same one.
+        delay = max(0.0, expires_at - self.gw.clock.now().timestamp())
         loop = asyncio.get_running_loop()
         self._expiry = loop.call_later(delay, self.conn.close, TOKEN_EXPIRED, "token expired")
 
@@ -289,10 +294,36 @@ class Session:
     async def _do_sync(self, command: p.Sync) -> None:
         result = await self.gw._sync.sync(self.who.user_id, command.cursors)
         self.conn.enqueue(p.encode_ack(command.id, resync=[str(c) for c in result.resync]))
-        for frame in result.frames:
-            self.conn.enqueue(frame)
+        await self._enqueue_paced(result.frames)
         summary = await self.gw.services.chat_state.summary(self.who.user_id)
         self.conn.enqueue(p.encode_frame(notification_json(summary)))
+
+    async def _enqueue_paced(self, frames: list[bytes]) -> None:
+        """Queue a replay in slices of half the send bound, each once the last one drained.
+
+        A replay (up to sync_replay_limit events) can be far bigger than the bound: queued in
+        one tick it tripped the slow-reader check and closed a healthy socket with 4008 on
+        every reconnect, so the device never caught up.
+        """
+        budget = max(1, self.gw.flusher.max_buffer_bytes // 2)
+        queued = 0
+        for frame in frames:
+            if queued and queued + len(frame) > budget:
+                await self._drained(budget // 2)
+                queued = 0
+            self.conn.enqueue(frame)
+            queued += len(frame)
+
+    async def _drained(self, low_water: int) -> None:
+        """Wait until the socket took what was queued; one that never does is too slow (4008)."""
+        deadline = time.monotonic() + REPLAY_DRAIN_TIMEOUT_S
+        while self.conn.pending_bytes or self.conn.sink.buffered() > low_water:
+            if self.conn.closed:
+                return
+            if time.monotonic() > deadline:
+                self.conn.close(SLOW_CLOSE_CODE, "too slow")
+                return
+            await asyncio.sleep(0.005)
 
     async def _typing(self, command: p.Typing) -> None:
         conv_id = command.conversation_id

@@ -28,6 +28,8 @@ class ChatStateService:
         async with self._ctx.uow() as uow:
             await ConversationService.load_active(uow, user_id, conversation_id)
             message = await _message(uow, conversation_id, seq)
+            if message.deleted:
+                raise NotFound("the message was deleted")
             refusal = edit_allowed(message, user_id, now, self._ctx.limits.message_edit_window_s)
             if refusal:
                 raise Forbidden(refusal)
@@ -45,9 +47,8 @@ class ChatStateService:
         async with self._ctx.uow() as uow:
             conv, mine = await ConversationService.load_active(uow, user_id, conversation_id)
             message = await _message(uow, conversation_id, seq)
-            role = mine.role if conv.kind is ConversationKind.GROUP else Role.MEMBER
-            if not can_delete_message(user_id, role, message.sender_id):
-                raise Forbidden("only the sender, or a group owner or admin, deletes a message")
+            if not await _may_delete(uow, conv.kind, mine.role, user_id, message):
+                raise Forbidden("only the sender, or a group owner or admin above them, deletes a message")
             if message.deleted:
                 return message
             await uow.messages.tombstone(message.id, now)
@@ -118,6 +119,19 @@ class ChatStateService:
         badges = [Badge(c, unread[c], mentioned[c], muted[c]) for c in ids]
         total = sum(b.unread_count for b in badges if not b.muted)
         return NotificationSummary(total, sum(b.mention_count for b in badges), badges)
+
+
+async def _may_delete(
+    uow: SqlUnitOfWork, kind: ConversationKind, actor_role: Role, actor_id: int, message: Message
+) -> bool:
+    """Senders delete their own; in groups owners and admins delete those ranked below them."""
+    if message.sender_id == actor_id:
+        return True
+    if kind is not ConversationKind.GROUP:
+        return False
+    sender = await uow.members.get(message.conversation_id, message.sender_id)
+    sender_role = sender.role if sender is not None and sender.active else Role.MEMBER
+    return can_delete_message(actor_id, actor_role, message.sender_id, sender_role)
 
 
 async def _message(uow: SqlUnitOfWork, conversation_id: int, seq: int) -> Message:

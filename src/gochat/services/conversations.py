@@ -189,20 +189,20 @@ class ConversationService:
                 raise NotFound("no such user")
             if not new:
                 return
-            _, last_pos = await uow.conversations.advance(conv.id, 0, len(new), now)
-            joined = await self._record_joins(uow, conv.id, new, last_pos - len(new) + 1, now)
+            last_seq, last_pos = await uow.conversations.advance(conv.id, 0, len(new), now)
+            joined = await self._record_joins(uow, conv.id, new, last_pos - len(new) + 1, now, last_seq)
             await uow.commit()
         await self._announce_joins(conv.id, joined)
 
     async def _record_joins(
-        self, uow: SqlUnitOfWork, conv_id: int, new: list[int], first_pos: int, now: datetime
+        self, uow: SqlUnitOfWork, conv_id: int, new: list[int], first_pos: int, now: datetime, read_seq: int
     ) -> list[tuple[Event, Membership]]:
         joined = []
         for pos, member_id in enumerate(new, start=first_pos):
-            await uow.members.join(conv_id, member_id, Role.MEMBER, pos, now)
+            await uow.members.join(conv_id, member_id, Role.MEMBER, pos, now, read_seq)
             event = Event(conv_id, pos, EventKind.MEMBER_JOINED, None, member_id, now)
             await uow.events.add(event)
-            joined.append((event, Membership(conv_id, member_id, Role.MEMBER, 0, pos, None)))
+            joined.append((event, Membership(conv_id, member_id, Role.MEMBER, read_seq, pos, None)))
         return joined
 
     async def _announce_joins(self, conv_id: int, joined: list[tuple[Event, Membership]]) -> None:

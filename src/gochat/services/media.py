@@ -10,10 +10,12 @@ message that carries it (or replacing the avatar) stops it at once, for the uplo
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import secrets
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Coroutine
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, TypeVar
 
 from gochat import ids
 from gochat.domain.media_rules import (
@@ -37,6 +39,7 @@ from gochat.storage.uow import SqlUnitOfWork
 
 # Image decoding is CPU- and memory-heavy: at most this many uploads are processed at once.
 PROCESSING_SLOTS = 2
+T = TypeVar("T")
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,9 +80,10 @@ class MediaService:
     async def upload(self, owner_id: int, upload: Upload) -> MediaItem:
         """Vet, clean and store an upload; it stays private to its owner until attached."""
         try:
+            limits = (self.policy.max_pixels, self.policy.thumbnail_px)
             async with self._slots:
-                found = await asyncio.to_thread(
-                    inspect_upload, upload.path, upload.filename, self.policy.max_pixels, self.policy.thumbnail_px
+                found = await _to_completion(
+                    asyncio.to_thread(inspect_upload, upload.path, upload.filename, *limits)
                 )
             record = await self._save(owner_id, found)
         finally:
@@ -100,7 +104,8 @@ class MediaService:
                 await uow.media.add(record)
                 await uow.commit()
         except BaseException:
-            await asyncio.shield(self._delete_bytes(record))
+            with contextlib.suppress(Exception):  # best effort; the first failure is what counts
+                await asyncio.shield(self._delete_bytes(record))
             raise
         return record
 
@@ -194,6 +199,18 @@ def _variant(record: StoredMedia, variant: str) -> tuple[str, str, str]:
     if variant == THUMBNAIL and record.thumbnail_key is not None:
         return record.thumbnail_key, THUMBNAIL_TYPE, thumbnail_filename(record.filename)
     raise NotFound("no such media")
+
+
+async def _to_completion(work: Coroutine[Any, Any, T]) -> T:
+    """Await a worker thread; if cancelled meanwhile, still wait for it to finish (its files
+    must not appear after the caller has cleaned up) before passing the cancellation on."""
+    task = asyncio.ensure_future(work)
+    try:
+        return await asyncio.shield(task)
+    except asyncio.CancelledError:
+        with contextlib.suppress(BaseException):
+            await task
+        raise
 
 
 def _new_key() -> str:

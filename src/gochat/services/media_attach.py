@@ -43,6 +43,8 @@ async def attach_media(
     media_ids: tuple[int, ...],
 ) -> tuple[MediaItem, ...]:
     """Attach the sender's own, not yet attached uploads to message ``seq``; returns their views."""
+    if not media_ids:
+        return ()
     check_media_ids(media_ids)
     found = await uow.media.lock(media_ids)
     check_attachable(found, media_ids, sender_id)
@@ -63,7 +65,5 @@ async def with_media(
     if not seqs:
         return messages
     found = await uow.media.for_messages(conversation_id, seqs)
-    return [
-        dataclasses.replace(m, media=tuple(media_view(r, links) for r in found[m.seq])) if m.seq in found else m
-        for m in messages
-    ]
+    views = {seq: tuple(media_view(r, links) for r in records) for seq, records in found.items()}
+    return [dataclasses.replace(m, media=views[m.seq]) if m.seq in views else m for m in messages]

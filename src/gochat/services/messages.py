@@ -103,8 +103,7 @@ class MessageService:
                 raise field_error("reply_to_seq", "no such message in this conversation")
             mentioned = await _mentioned(uow, conv.id, conv.kind, sender_id, text)
             seq, pos = await uow.conversations.advance(conversation_id, 1, 1, now)
-            links = self._ctx.links
-            media = await attach_media(uow, links, sender_id, conversation_id, seq, media_ids) if media_ids else ()
+            media = await attach_media(uow, self._ctx.links, sender_id, conversation_id, seq, media_ids)
             message = Message(
                 ids.new_id(),
                 conversation_id,
@@ -170,10 +169,15 @@ class MessageService:
 async def _record_read(
     uow: SqlUnitOfWork, conversation_id: int, user_id: int, seq: int, now: datetime
 ) -> Event | None:
-    """Log the read, or None if the stored position is already at or past ``seq``."""
+    """Log the read, or None if the stored position is already at or past ``seq``.
+
+    The conversation row is locked first, as by every other writer of a conversation (one
+    lock order, no deadlocks); if the read did not move, the caller does not commit and the
+    position taken is rolled back.
+    """
+    _, pos = await uow.conversations.advance(conversation_id, 0, 1, now)
     if not await uow.members.raise_read_seq(conversation_id, user_id, seq):
         return None
-    _, pos = await uow.conversations.advance(conversation_id, 0, 1, now)
     event = Event(conversation_id, pos, EventKind.RECEIPT_READ, seq, user_id, now)
     await uow.events.add(event)
     return event

@@ -43,6 +43,16 @@ class PresenceService:
         if not hidden:
             await self._announce(user_id, conversation_ids, "offline", now)
 
+    async def visibility_changed(self, user_id: int, hidden: bool) -> None:
+        """Hiding while online looks like leaving to contacts; showing again, like arriving."""
+        if not await self._tracker.online({user_id}):
+            return
+        async with self._ctx.uow() as uow:
+            conversation_ids = await uow.members.active_conversation_ids(user_id)
+            last_seen = (await uow.users.presence_facts({user_id})).get(user_id, (hidden, None))[1]
+        status = "offline" if hidden else "online"
+        await self._announce(user_id, conversation_ids, status, last_seen if hidden else None)
+
     async def _hidden(self, user_id: int) -> bool:
         async with self._ctx.uow() as uow:
             facts = await uow.users.presence_facts({user_id})

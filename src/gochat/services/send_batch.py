@@ -117,7 +117,8 @@ class GroupCommitter:
                 outcomes.update({d: (m, True) for d, m in created.items()})
         for twin, first in twins:
             result = outcomes[first]
-            outcomes[twin] = (result[0], False) if isinstance(result, tuple) else result
+            # a twin in another conversation is a reuse of the key there: conflict, as one by one
+            outcomes[twin] = _retry_outcome(result[0], twin) if isinstance(result, tuple) else result
         return outcomes
 
 

@@ -132,9 +132,15 @@ class SqlMemberRepo:
         )
         return [membership_from_row(r) for r in await self._conn.execute(query)]
 
-    async def join(self, conversation_id: int, user_id: int, role: Role, pos: int, now: datetime) -> None:
-        """Insert a membership, or reactivate a former member's row."""
-        values = {"role": role.value, "joined_pos": pos, "left_pos": None, "read_seq": 0}
+    async def join(
+        self, conversation_id: int, user_id: int, role: Role, pos: int, now: datetime, read_seq: int = 0
+    ) -> None:
+        """Insert a membership, or reactivate a former member's row.
+
+        ``read_seq`` starts at the conversation's last seq: history from before joining is
+        readable but not "unread".
+        """
+        values = {"role": role.value, "joined_pos": pos, "left_pos": None, "read_seq": read_seq}
         result = await self._conn.execute(
             update(members)
             .where(members.c.conversation_id == conversation_id, members.c.user_id == user_id)

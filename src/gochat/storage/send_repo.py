@@ -69,6 +69,8 @@ class SqlSendRepo:
 
     async def insert(self, batch: list[Message], now: datetime) -> None:
         """Messages, their log events and their mentions, one statement each."""
+        if not batch:  # every send of the batch was refused before taking a number
+            return
         try:
             await self._conn.execute(messages.insert(), [_message_row(m) for m in batch])
         except IntegrityError as exc:

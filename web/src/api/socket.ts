@@ -30,7 +30,7 @@ export interface RealtimeHandlers {
 }
 
 const BACKOFF_BASE_MS = 500;
-const BACKOFF_MAX_MS = 15_000;
+const BACKOFF_MAX_MS = 8_000;
 const REQUEST_TIMEOUT_MS = 15_000;
 
 export function backoffDelay(attempt: number): number {

@@ -80,7 +80,7 @@ function ConversationRow({ conv, state, active }: { conv: ConvState; state: Stat
         <Avatar user={other ? state.users[other] : null} name={name} id={other ?? conv.id} online={online} />
         <span className="conv-main">
           <span className="conv-top">
-            <span className="conv-name">{name}</span>
+            <span className="conv-name" data-testid="conversation-name">{name}</span>
             <span className="conv-time">{formatTime(lastActivity(conv))}</span>
           </span>
           <span className="conv-bottom">

@@ -31,7 +31,7 @@ export function MessageItem({ message, mine, showSender, canModerate, seen, acti
     : undefined;
   const run = (action: Promise<void>) => action.catch((e: unknown) => actions.onError(describeError(e)));
   return (
-    <li className={`msg ${mine ? "mine" : "theirs"}`} id={`msg-${message.seq}`} data-seq={message.seq} data-testid="message" data-status="sent">
+    <li className={`msg ${mine ? "mine" : "theirs"}`} tabIndex={0} id={`msg-${message.seq}`} data-seq={message.seq} data-testid="message" data-status="sent">
       <div className="bubble">
         {showSender && <div className="sender">{displayName(state, message.sender_id)}</div>}
         {message.reply_to_seq && (
@@ -103,6 +103,7 @@ export function MessageItem({ message, mine, showSender, canModerate, seen, acti
 
 export function PendingItem({ entry }: { entry: OutboxEntry }) {
   const failed = entry.status === "failed";
+  const online = useStore((s) => s.status === "online");
   return (
     <li className={`msg mine ${entry.status}`} data-testid="message" data-status={entry.status} data-client-id={entry.client_msg_id}>
       <div className="bubble">
@@ -112,7 +113,7 @@ export function PendingItem({ entry }: { entry: OutboxEntry }) {
           {failed ? (
             <span className="error-inline" role="alert">Not sent{entry.error ? `: ${entry.error}` : ""}</span>
           ) : (
-            <span className="pending-label">Sending…</span>
+            <span className="pending-label">{online ? "Sending…" : "Waiting for connection…"}</span>
           )}
         </div>
       </div>

@@ -78,11 +78,16 @@ export async function logout(): Promise<void> {
 
 function signedOut(message: string | null): void {
   realtime.stop();
-  session.clear();
   cursors.clear();
-  store.set({ ...initialState, booting: false, toast: message });
+  store.set({ ...initialState, booting: false, toast: message }); // me = null first: see below
+  session.clear();
   navigate("/login", true);
 }
+
+// A refresh refused anywhere (REST, socket, timer) clears the session: leave the app then.
+session.onChange(() => {
+  if (!session.current && store.get().me) signedOut("Your session has ended. Please sign in again.");
+});
 
 /** After sign-in or a reload with a stored session. */
 export async function bootstrap(): Promise<void> {

@@ -43,7 +43,7 @@ export function sendMessage(conversationId: string, body: string, replyTo: numbe
 export function retrySend(clientMsgId: string): void {
   const entry = store.get().outbox.find((e) => e.client_msg_id === clientMsgId);
   if (!entry) return;
-  markEntry(clientMsgId, { status: "pending", error: undefined });
+  markEntry(clientMsgId, { status: "pending", error: undefined, retryable: false });
   if (realtime.isOnline) void deliver({ ...entry, status: "pending" });
 }
 
@@ -55,7 +55,10 @@ export function discardSend(clientMsgId: string): void {
 export async function flushOutbox(): Promise<void> {
   for (const entry of store.get().outbox) {
     if (!realtime.isOnline) return;
-    if (entry.status === "pending") await deliver(entry);
+    if (entry.status === "pending" || entry.retryable) {
+      if (entry.status !== "pending") markEntry(entry.client_msg_id, { status: "pending", error: undefined, retryable: false });
+      await deliver(entry);
+    }
   }
 }
 
@@ -80,7 +83,7 @@ async function deliver(entry: OutboxEntry): Promise<void> {
     if (!RETRYABLE.has(code)) {
       markEntry(entry.client_msg_id, { status: "failed", error: (error as Error).message });
     } else if (code === "timeout") {
-      markEntry(entry.client_msg_id, { status: "failed", error: "no answer yet; will retry" });
+      markEntry(entry.client_msg_id, { status: "failed", error: "no answer yet; will retry", retryable: true });
     }
   } finally {
     delivering.delete(entry.client_msg_id);

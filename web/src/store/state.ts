@@ -26,6 +26,8 @@ export interface OutboxEntry {
   created_at: string;
   status: "pending" | "failed";
   error?: string;
+  /** Failed for a reason that may heal (no answer in time): resent after the next connect. */
+  retryable?: boolean;
 }
 
 export interface State {
