@@ -203,6 +203,7 @@ var (
 	clients     []*Client
 	roomSize    = map[string]int64{}
 	disconnects int64
+	authRetries int64
 	errorSample []string
 	errorMu     sync.Mutex
 	framesIn    int64
@@ -263,23 +264,24 @@ func parseInt(b []byte, i int) (int64, int) {
 }
 
 // readLoop handles every frame of one client until the socket closes.
-func (c *Client) readLoop(wg *sync.WaitGroup) {
+func (c *Client) readLoop(conn *websocket.Conn, ready chan struct{}, wg *sync.WaitGroup) {
 	defer wg.Done()
 	var buf bytes.Buffer
 	var local [maxPhases]struct{ delivered, inWin, acks, acksWin, errs int64 }
 	for {
-		_, r, err := c.conn.NextReader()
+		_, r, err := conn.NextReader()
 		if err != nil {
 			if atomic.LoadInt32(&c.closed) == 0 {
-				atomic.AddInt64(&disconnects, 1)
 				if atomic.LoadInt32(&c.readyOK) == 0 {
 					noteError([]byte("closed before ready: " + err.Error()))
+				} else {
+					atomic.AddInt64(&disconnects, 1)
 				}
 			}
 			select {
-			case <-c.ready:
+			case <-ready:
 			default:
-				close(c.ready)
+				close(ready)
 			}
 			return
 		}
@@ -336,7 +338,7 @@ func (c *Client) readLoop(wg *sync.WaitGroup) {
 				}
 				if bytes.HasPrefix(line, prefixReady) {
 					if atomic.CompareAndSwapInt32(&c.readyOK, 0, 1) {
-						close(c.ready)
+						close(ready)
 					}
 					continue
 				}
@@ -425,41 +427,49 @@ func launchAll(conc int, sem chan struct{}, wg *sync.WaitGroup, okN, failN *int6
 		go func(c *Client) {
 			defer wg.Done()
 			defer func() { <-sem }()
-			var conn *websocket.Conn
-			var err error
-			for attempt := 0; attempt < 5; attempt++ {
-				conn, err = dial(c)
-				if err == nil {
-					break
+			// Like a real client, a socket the server closed during authentication reconnects.
+			for try_ := 0; try_ < 3; try_++ {
+				if try_ > 0 {
+					atomic.AddInt64(&authRetries, 1)
+					time.Sleep(time.Duration(250*try_) * time.Millisecond)
+					c.ready = make(chan struct{})
 				}
-				time.Sleep(time.Duration(200*(attempt+1)) * time.Millisecond)
-			}
-			if err != nil {
-				noteError([]byte("dial: " + err.Error()))
-				atomic.AddInt64(failN, 1)
-				return
-			}
-			c.conn = conn
-			readers.Add(1)
-			go c.readLoop(readers)
-			if auth {
+				var conn *websocket.Conn
+				var err error
+				for attempt := 0; attempt < 5; attempt++ {
+					conn, err = dial(c)
+					if err == nil {
+						break
+					}
+					time.Sleep(time.Duration(200*(attempt+1)) * time.Millisecond)
+				}
+				if err != nil {
+					noteError([]byte("dial: " + err.Error()))
+					atomic.AddInt64(failN, 1)
+					return
+				}
+				c.conn = conn
+				readers.Add(1)
+				go c.readLoop(conn, c.ready, readers)
+				if !auth {
+					atomic.StoreInt32(&c.readyOK, 1)
+					atomic.AddInt64(okN, 1)
+					return
+				}
 				msg := fmt.Sprintf(`{"type":"auth","token":%q}`, c.spec.Token)
-				if err := conn.WriteMessage(websocket.TextMessage, []byte(msg)); err != nil {
-					atomic.AddInt64(failN, 1)
+				if err := conn.WriteMessage(websocket.TextMessage, []byte(msg)); err == nil {
+					select {
+					case <-c.ready:
+					case <-time.After(60 * time.Second):
+					}
+				}
+				if atomic.LoadInt32(&c.readyOK) == 1 {
+					atomic.AddInt64(okN, 1)
 					return
 				}
-				select {
-				case <-c.ready:
-				case <-time.After(60 * time.Second):
-				}
-				if atomic.LoadInt32(&c.readyOK) == 0 {
-					atomic.AddInt64(failN, 1)
-					return
-				}
-			} else {
-				atomic.StoreInt32(&c.readyOK, 1)
+				conn.Close() // the server closed it (or will): try again
 			}
-			atomic.AddInt64(okN, 1)
+			atomic.AddInt64(failN, 1)
 		}(c)
 	}
 }
@@ -717,7 +727,7 @@ func runStorm() map[string]any {
 			}
 			c.conn = conn
 			readers.Add(1)
-			go c.readLoop(&readers)
+			go c.readLoop(conn, c.ready, &readers)
 			auth := fmt.Sprintf(`{"type":"auth","token":%q}`, c.spec.Token)
 			// Pipelined like a reconnecting client: auth, then sync; the server reads in order.
 			syncMsg := fmt.Sprintf(`{"type":"sync","id":1,"cursors":{%q:%d}}`, c.spec.Room, c.spec.Cursor)
@@ -839,6 +849,7 @@ func main() {
 		panic("unknown mode " + spec.Mode)
 	}
 	out["gen_cpu_s"] = cpuSeconds() - cpu0
+	out["auth_retries"] = atomic.LoadInt64(&authRetries)
 	out["frames_in"] = atomic.LoadInt64(&framesIn)
 	out["lines_in"] = atomic.LoadInt64(&linesIn)
 	out["bytes_in"] = atomic.LoadInt64(&bytesIn)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import signal
 from pathlib import Path
 from typing import Annotated
 
@@ -82,7 +83,15 @@ def serve(
     gc.collect()
     gc.freeze()
     gc.set_threshold(20_000, 20, 20)
+    # uvicorn shuts down gracefully on SIGTERM/SIGINT, then re-raises the signal into the
+    # handler that was there before it; this one turns that into a clean exit status 0.
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, _exit_after_graceful_shutdown)
     uvicorn.Server(config).run()
+
+
+def _exit_after_graceful_shutdown(_signum: int, _frame: object) -> None:
+    raise SystemExit(0)
 
 
 @cli.command()

@@ -5,6 +5,7 @@ Built once by the CLI (or a test) and passed to ``create_app``; nothing imports 
 
 from __future__ import annotations
 
+import os
 import secrets
 from pathlib import Path
 from typing import Annotated, Literal
@@ -161,6 +162,12 @@ def resolve_secret(settings: Settings) -> str:
         return stored
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     secret = secrets.token_urlsafe(48)
-    path.touch(mode=0o600)
-    path.write_text(secret)
+    # Written to a private temporary file and renamed: a crash never leaves a partial key.
+    partial = path.with_suffix(".tmp")
+    fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as handle:
+        handle.write(secret)
+        handle.flush()
+        os.fsync(handle.fileno())
+    os.replace(partial, path)
     return secret

@@ -7,7 +7,7 @@ from typing import Any
 from playwright.sync_api import expect
 
 from tests.browser import ui
-from tests.browser.conftest import PHONE, assert_clean, screenshot, unique
+from tests.browser.conftest import PHONE, api_register, assert_clean, screenshot, unique
 from tests.support import ServeProcess
 
 
@@ -97,7 +97,6 @@ def test_phone_layout_shows_one_pane(open_tab: Any, server: ServeProcess) -> Non
     expect(phone.get_by_role("navigation", name="Conversations")).to_be_visible()
     screenshot(phone, "phone-list")
     other = unique("quinn")
-    from tests.browser.conftest import api_register
 
     api_register(server, other, "Quinn")
     ui.start_direct(phone, other, "Quinn")
@@ -107,3 +106,25 @@ def test_phone_layout_shows_one_pane(open_tab: Any, server: ServeProcess) -> Non
     phone.get_by_role("button", name="Back to conversations").click()
     expect(ui.conversation(phone, "Quinn")).to_be_visible()
     assert_clean(phone)
+
+
+def test_keyboard_only(open_tab: Any, server: ServeProcess) -> None:
+    user = api_register(server, unique("kay"), "Kay Board")
+    page = open_tab().page
+    page.goto("/login")
+    expect(page.get_by_label("Username")).to_be_focused()
+    page.keyboard.type(user.username)
+    page.keyboard.press("Tab")
+    page.keyboard.type("correct horse battery")
+    page.keyboard.press("Enter")
+    new_chat = page.get_by_role("button", name="New chat")
+    new_chat.focus()
+    page.keyboard.press("Enter")
+    dialog = page.get_by_role("dialog", name="New chat")
+    expect(dialog.get_by_label("Find someone")).to_be_focused()
+    page.keyboard.press("Escape")
+    expect(dialog).to_have_count(0)
+    expect(new_chat).to_be_focused()
+    outline = new_chat.evaluate("el => getComputedStyle(el).outlineStyle")
+    assert outline != "none"  # a visible focus ring
+    assert_clean(page)

@@ -236,6 +236,26 @@ async def local_cluster(
         await asyncio.to_thread(cluster.stop)
 
 
+@contextlib.contextmanager
+def running_cluster(work_dir: Path, database_url: str, broker_url: str, nodes: int = 3, **env: str) -> Any:
+    """The synchronous twin of :func:`local_cluster`, for module-scoped fixtures."""
+    extra = {"GOCHAT_RATE_LIMITS_ENABLED": "false", "GOCHAT_LOG_LEVEL": "warning", **env}
+    cluster = LocalCluster(
+        work_dir,
+        database_url,
+        broker_url,
+        nodes_count=nodes,
+        port=free_port(),
+        first_node_port=free_port_block(nodes),
+        extra_env=extra,
+    )
+    try:
+        cluster.start(90)
+        yield cluster
+    finally:
+        cluster.stop()
+
+
 def node_log_tail(cluster: LocalCluster, chars: int = 3000) -> str:
     parts = []
     for node in cluster.nodes:
@@ -257,8 +277,11 @@ async def readyz(url: str, timeout: float = 2.0) -> int | None:
         return None
 
 
-async def metric(url: str, name: str) -> float:
-    """One unlabelled sample of a node's /metrics (Prometheus text; counters end in _total)."""
+async def metric(url: str, name: str, default: float | None = None) -> float:
+    """One sample of a node's /metrics (Prometheus text; counters end in _total).
+
+    ``name`` may carry labels exactly as exposed; a labelled series not created yet is ``default``.
+    """
     async with httpx.AsyncClient(timeout=5) as http:
         text = (await http.get(url + "/metrics")).text
     for line in text.splitlines():
@@ -267,6 +290,8 @@ async def metric(url: str, name: str) -> float:
         key, _, value = line.partition(" ")
         if key in (name, name + "_total"):
             return float(value)
+    if default is not None:
+        return default
     raise AssertionError(f"{name} not in /metrics of {url}")
 
 

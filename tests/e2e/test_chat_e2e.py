@@ -57,8 +57,14 @@ def serve_db(db_kind: str, request: pytest.FixtureRequest) -> str | None:
 
 @contextmanager
 def gochat(tmp_path: Path, db: str | None, **env: str) -> Iterator[ServeProcess]:
+    t = time.monotonic()
     with serve_process(tmp_path, db_url=db, GOCHAT_RATE_LIMITS_ENABLED="false", **env) as server:
-        yield server
+        print("STARTED", time.monotonic() - t); t = time.monotonic()
+        try:
+            yield server
+        finally:
+            print("BODY", time.monotonic() - t); t = time.monotonic()
+    print("STOPPED", time.monotonic() - t)
 
 
 @pytest.fixture
@@ -303,6 +309,7 @@ class SlowReader:
         self.token = token
         self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 65536)
+        self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_MAXSEG, 1400)
         self.sock.setblocking(False)
 
     async def open(self) -> None:
@@ -435,10 +442,14 @@ async def test_d_a_reader_that_stops_reading_is_closed_and_slows_nobody(
 
         before: list[float] = []
         during: list[float] = []
+        print("SETUPDONE", time.monotonic())
         watcher = asyncio.create_task(watch())
         try:
-            await probe("before", before, flood_done, at_least=15)
+            no_more = asyncio.Event()
+            no_more.set()
+            await probe("before", before, no_more, at_least=15)
             stuck_open = asyncio.Event()
+            print("FLOODSTART", time.monotonic())
             flood_task = asyncio.create_task(flood())
             probing = asyncio.create_task(probe("during", during, stuck_open))
             try:
@@ -448,6 +459,7 @@ async def test_d_a_reader_that_stops_reading_is_closed_and_slows_nobody(
                     assert time.monotonic() < deadline, f"slow socket still open after {flooded} messages"
                     await asyncio.sleep(0.05)
                 stuck_open.set()
+                print("DROPPED", time.monotonic(), flooded)
                 # ... and it was the stuck socket that went, not one of ours.
                 assert [c.close_codes for c in (flooder, prober, healthy)] == [[], [], []]
                 dropped_after = flooded
@@ -468,6 +480,7 @@ async def test_d_a_reader_that_stops_reading_is_closed_and_slows_nobody(
         assert dropped_after > 20 and len(during) >= 3, (dropped_after, during)
         p50_before, p50_during = statistics.median(before), statistics.median(during)
         assert p50_during < 1.0, (p50_before, p50_during)
+        print("ASSERTS", time.monotonic())
         total = (await healthy.conversation(group))["last_seq"]
         await healthy.wait_for(lambda: has_all(healthy, group, total), timeout=20)
         print(

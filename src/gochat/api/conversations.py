@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Query, Response
+from fastapi import APIRouter, Query, Request, Response
 
 from gochat.api.deps import PrincipalDep, ServicesDep, path_id
 from gochat.api.schemas import (
@@ -123,14 +123,21 @@ async def history(
 
 @router.post("/{conversation_id}/messages", status_code=201, response_model=MessageOut, responses=ERRORS)
 async def send(
-    conversation_id: str, body: MessageIn, me: PrincipalDep, svc: ServicesDep, response: Response
+    conversation_id: str,
+    body: MessageIn,
+    me: PrincipalDep,
+    svc: ServicesDep,
+    request: Request,
+    response: Response,
 ) -> object:
     await svc.limiter.hit("send:user", str(me.user_id))
     media = tuple(user_ids(body.media_ids, "media_ids"))
     message, created = await svc.messages.send(
         me.user_id, path_id(conversation_id), body.client_msg_id, body.body, media, body.reply_to_seq
     )
-    if not created:
+    if created:
+        request.app.state.metrics.messages_sent.inc()
+    else:
         response.status_code = 200
     return message_json(message)
 

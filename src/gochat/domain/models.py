@@ -27,6 +27,7 @@ class EventKind(StrEnum):
     REACTION_CHANGED = "reaction.changed"
     MEMBER_JOINED = "member.joined"
     MEMBER_LEFT = "member.left"
+    MEMBER_UPDATED = "member.updated"
     CONVERSATION_UPDATED = "conversation.updated"
     # Rendered as receipt.read for other members and conversation.read for the reader.
     RECEIPT_READ = "receipt.read"

@@ -151,7 +151,7 @@ def _event_details(
         return {"message": message_json(message)} if message else {"seq": event.seq}
     if event.kind in MEMBER_EVENTS:
         details: Json = {"user_id": str(event.user_id)}
-        if member is not None and event.kind is EventKind.MEMBER_JOINED:
+        if member is not None and event.kind in (EventKind.MEMBER_JOINED, EventKind.MEMBER_UPDATED):
             details["role"] = member.role.value
         return details
     if event.kind is EventKind.CONVERSATION_UPDATED and conversation is not None:
@@ -167,7 +167,7 @@ MESSAGE_EVENTS = frozenset(
         EventKind.REACTION_CHANGED,
     }
 )
-MEMBER_EVENTS = frozenset({EventKind.MEMBER_JOINED, EventKind.MEMBER_LEFT})
+MEMBER_EVENTS = frozenset({EventKind.MEMBER_JOINED, EventKind.MEMBER_LEFT, EventKind.MEMBER_UPDATED})
 
 
 def notification_json(summary: NotificationSummary) -> Json:
@@ -186,4 +186,3 @@ def notification_json(summary: NotificationSummary) -> Json:
             for b in summary.conversations
         ],
     }
-

@@ -104,10 +104,10 @@ def _animation_timing(img: Image.Image) -> dict[str, object]:
 
 
 def save_without_metadata(img: Image.Image, fmt: str, out: Path) -> None:
-    """Only the pixels (and the colour profile) survive: no EXIF, GPS, XMP, comments or text."""
-    icc = img.info.get("icc_profile")
+    """Only the pixels (with their colour profile and transparent colour) survive: no EXIF,
+    GPS, XMP, comments or text chunks."""
+    params: dict[str, object] = {k: img.info[k] for k in ("icc_profile", "transparency") if k in img.info}
     img.info = {}
-    params: dict[str, object] = {"icc_profile": icc} if icc else {}
     if fmt in ("JPEG", "WEBP"):
         params["quality"] = 90
     img.save(out, fmt, **params)

@@ -281,7 +281,7 @@ class Session:
 
     async def _send(self, command: p.SendMessage) -> None:
         await self.gw.services.limiter.hit("send:user", str(self.who.user_id))
-        message, _ = await self.gw._messages.send(
+        message, created = await self.gw._messages.send(
             self.who.user_id,
             command.conversation_id,
             command.client_msg_id,
@@ -290,6 +290,8 @@ class Session:
             command.reply_to_seq,
         )
         self.conn.enqueue(p.encode_ack(command.id, message=message_json(message)))
+        if created:
+            self.gw._metrics.messages_sent.inc()
 
     async def _do_sync(self, command: p.Sync) -> None:
         result = await self.gw._sync.sync(self.who.user_id, command.cursors)

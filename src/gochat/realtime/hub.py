@@ -129,7 +129,7 @@ class Hub:
         conns = list(self._by_user.get(user_id, ()))
         action, _, arg = route.partition(":")
         if action == "revoke":
-            self._close_session(conns, int(arg))
+            self._close_session(conns, int(arg), frame)
             return
         if action in ("join", "leave"):
             self._change_follow(conns, int(arg), join=action == "join")
@@ -138,9 +138,12 @@ class Hub:
                 conn.enqueue(frame)
             self._metrics.fanout.inc(len(conns))
 
-    def _close_session(self, conns: list[Connection], session_id: int) -> None:
+    def _close_session(self, conns: list[Connection], session_id: int, frame: bytes) -> None:
+        """Tell the session's sockets why (the frame goes out just before the close), then close."""
         for conn in conns:
             if conn.session_id == session_id:
+                if frame:
+                    conn.enqueue(frame)
                 conn.close(TOKEN_EXPIRED, "session revoked")
 
     def _change_follow(self, conns: list[Connection], conv_id: int, *, join: bool) -> None:

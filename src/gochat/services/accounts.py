@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import unicodedata
 from dataclasses import dataclass
 from datetime import timedelta
 
@@ -62,7 +63,7 @@ class AccountService:
         return user
 
     async def login(self, username: str, password: str, client_ip: str, device: str = "") -> TokenPair:
-        key = username_key(username)[:64]
+        key = username_key(unicodedata.normalize("NFKC", username).strip())[:64]
         await self._limiter.hit("login:ip", client_ip)
         await self._limiter.check("login:user", key)
         async with self._ctx.uow() as uow:

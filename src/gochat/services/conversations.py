@@ -20,6 +20,7 @@ from gochat.domain.validation import clean_title, field_error
 from gochat.domain.wire import conversation_json, event_json
 from gochat.errors import Forbidden, InvalidRequest, NotFound
 from gochat.services.context import ServiceContext
+from gochat.services.loading import message_with_reactions
 from gochat.storage.chat_repo import DuplicateKey
 from gochat.storage.uow import SqlUnitOfWork
 
@@ -211,10 +212,15 @@ class ConversationService:
         async with self._ctx.uow() as uow:
             conv = await uow.conversations.get(conv_id)
             members = await uow.members.active(conv_id)
+            last = (await uow.messages.last_messages([conv_id])).get(conv_id)
+            if last is not None:
+                last = await message_with_reactions(uow, last, self._ctx.links)
         if conv is None:
             return
-        frame = encode_event("conversation.created", conversation=conversation_json(conv, members=members))
         for _, member in joined:
+            # The newcomer's own view: history before the join counts as read.
+            body = conversation_json(conv, members=members, read_seq=member.read_seq, last_message=last)
+            frame = encode_event("conversation.created", conversation=body)
             await self._ctx.publisher.to_user(member.user_id, frame, route=f"join:{conv_id}")
 
     async def remove_member(self, user_id: int, conversation_id: int, target_id: int) -> None:
@@ -250,7 +256,12 @@ class ConversationService:
             if role is Role.OWNER or target_id == user_id:
                 raise InvalidRequest("ownership is handed over by leaving")
             await uow.members.set_role(conv.id, target_id, role)
+            _, pos = await uow.conversations.advance(conv.id, 0, 1, self._ctx.clock.now())
+            event = Event(conv.id, pos, EventKind.MEMBER_UPDATED, None, target_id, self._ctx.clock.now())
+            await uow.events.add(event)
             await uow.commit()
+        changed = Membership(conv.id, target_id, role, target.read_seq, target.joined_pos, None)
+        await self._ctx.publisher.to_conversation(conv.id, encode_frame(event_json(event, member=changed)))
 
 
 async def _hand_over_ownership(uow: SqlUnitOfWork, conversation_id: int) -> None:

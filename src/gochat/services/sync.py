@@ -80,7 +80,7 @@ async def _render(
     found = await uow.messages.by_seqs(conv_id, seqs)
     messages = {m.seq: m for m in await with_reactions(uow, conv_id, list(found.values()), links)}
     members: dict[int, Membership] = {}
-    if EventKind.MEMBER_JOINED in kinds:
+    if kinds & {EventKind.MEMBER_JOINED, EventKind.MEMBER_UPDATED}:
         members = {m.user_id: m for m in await uow.members.active(conv_id)}
     conv: Conversation | None = None
     if EventKind.CONVERSATION_UPDATED in kinds:
