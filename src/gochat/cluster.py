@@ -37,11 +37,23 @@ defaults
 
 frontend gochat
     bind {host}:{port}
-    default_backend nodes
+    # Ready nodes (/readyz: database and broker reachable) get the traffic. When none is -
+    # a shared dependency is down for all of them - the live ones get it anyway: without
+    # Redis they still commit messages, and without the database they answer "unavailable"
+    # (retryable), which beats the balancer's own 503 for everyone.
+    use_backend nodes if {{ nbsrv(nodes) gt 0 }}
+    default_backend live_nodes
 
 backend nodes
     balance leastconn
     option httpchk GET /readyz
+    http-check expect status 200
+    default-server inter 500ms fall 2 rise 1 on-marked-down shutdown-sessions
+{servers}
+
+backend live_nodes
+    balance leastconn
+    option httpchk GET /healthz
     http-check expect status 200
     default-server inter 500ms fall 2 rise 1 on-marked-down shutdown-sessions
 {servers}

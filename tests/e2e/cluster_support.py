@@ -135,7 +135,7 @@ class MariaDBServer:
 
     def install(self) -> None:
         binary = shutil.which("mariadb-install-db")
-        if binary is None or shutil.which("mariadbd") is None and not Path("/usr/sbin/mariadbd").exists():
+        if binary is None or (shutil.which("mariadbd") is None and not Path("/usr/sbin/mariadbd").exists()):
             service_missing("mariadbd", "binaries not found")
         assert binary is not None
         cmd = [binary, "--no-defaults", f"--datadir={self.datadir}", "--user=root"]

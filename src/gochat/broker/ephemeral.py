@@ -16,8 +16,10 @@ import structlog
 from redis.exceptions import RedisError
 
 from gochat.broker.redis import parse_redis_url
+from gochat.errors import Unavailable
 
 log = structlog.get_logger(__name__)
+REDIS_DOWN = (RedisError, OSError)
 TYPING_THROTTLE_S = 3.0
 
 
@@ -102,27 +104,37 @@ class RedisPresenceTracker:
         return f"gochat:presence:{user_id}"
 
     async def connect(self, user_id: int, device: str) -> bool:
+        """Count a device (Unavailable without Redis: it is still refreshed in once Redis is back)."""
         self._local[device] = user_id
         self._ensure_refresher()
         now = time.time()
-        count = await self._redis.eval(
-            _CONNECT, 1, self._key(user_id), now, now + self._ttl, device, int(self._ttl * 2)
-        )
+        try:
+            count = await self._redis.eval(
+                _CONNECT, 1, self._key(user_id), now, now + self._ttl, device, int(self._ttl * 2)
+            )
+        except REDIS_DOWN as exc:
+            raise Unavailable("presence is unavailable") from exc
         return int(count) == 1
 
     async def disconnect(self, user_id: int, device: str) -> bool:
         self._local.pop(device, None)
-        result = await self._redis.eval(_DISCONNECT, 1, self._key(user_id), time.time(), device)
+        try:
+            result = await self._redis.eval(_DISCONNECT, 1, self._key(user_id), time.time(), device)
+        except REDIS_DOWN as exc:
+            raise Unavailable("presence is unavailable") from exc
         removed, remaining = (int(v) for v in result)
         return removed == 1 and remaining == 0
 
     async def online(self, user_ids: set[int]) -> set[int]:
         ordered = sorted(user_ids)
         now = time.time()
-        async with self._redis.pipeline(transaction=False) as pipe:
-            for user_id in ordered:
-                pipe.zcount(self._key(user_id), now, "+inf")
-            counts = await pipe.execute()
+        try:
+            async with self._redis.pipeline(transaction=False) as pipe:
+                for user_id in ordered:
+                    pipe.zcount(self._key(user_id), now, "+inf")
+                counts = await pipe.execute()
+        except REDIS_DOWN as exc:
+            raise Unavailable("presence is unavailable") from exc
         return {u for u, n in zip(ordered, counts, strict=True) if int(n) > 0}
 
     def _ensure_refresher(self) -> None:
@@ -138,12 +150,19 @@ class RedisPresenceTracker:
                 log.warning("presence_refresh_failed", error=repr(exc))
 
     async def _refresh(self) -> None:
+        # Re-adds (not only extends) every local device: a Redis that restarted empty, or was
+        # down when the device connected, learns it again within TTL/3.
         expiry = time.time() + self._ttl
+        devices = list(self._local.items())
         async with self._redis.pipeline(transaction=False) as pipe:
-            for device, user_id in list(self._local.items()):
-                pipe.zadd(self._key(user_id), {device: expiry}, xx=True)
+            for device, user_id in devices:
+                pipe.zadd(self._key(user_id), {device: expiry})
                 pipe.expire(self._key(user_id), int(self._ttl * 2))
             await pipe.execute()
+        # A device that disconnected while the pipeline ran must not be left behind by it.
+        for device, user_id in devices:
+            if device not in self._local:
+                await self._redis.zrem(self._key(user_id), device)
 
     async def aclose(self) -> None:
         if self._refresher is not None:

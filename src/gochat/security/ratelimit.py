@@ -6,12 +6,16 @@ import math
 import time
 from typing import cast
 
+import structlog
 from limits import RateLimitItem, parse
 from limits.aio.storage import MemoryStorage, Storage
 from limits.aio.strategies import MovingWindowRateLimiter
+from limits.errors import StorageError
 from limits.storage import storage_from_string
 
 from gochat.errors import RateLimited
+
+log = structlog.get_logger(__name__)
 
 
 class RateLimiter:
@@ -22,8 +26,18 @@ class RateLimiter:
     ) -> None:
         self.enabled = enabled
         self._items: dict[str, RateLimitItem] = {name: parse(spec) for name, spec in limits.items()}
+        # Storage failures are wrapped (StorageError) so that the limits fail open below.
         self._storage = (
-            cast(Storage, storage_from_string(storage_url, implementation="redispy"))
+            cast(
+                Storage,
+                storage_from_string(
+                    storage_url,
+                    implementation="redispy",
+                    wrap_exceptions=True,
+                    socket_connect_timeout=2,
+                    socket_timeout=2,
+                ),
+            )
             if storage_url
             else MemoryStorage()
         )
@@ -34,7 +48,11 @@ class RateLimiter:
         if not self.enabled:
             return
         item = self._items[name]
-        if not await self._limiter.test(item, name, key):
+        try:
+            allowed = await self._limiter.test(item, name, key)
+        except StorageError as exc:
+            allowed = _fail_open(name, exc)
+        if not allowed:
             raise RateLimited(await self._retry_after(item, name, key))
 
     async def hit(self, name: str, key: str) -> None:
@@ -42,12 +60,26 @@ class RateLimiter:
         if not self.enabled:
             return
         item = self._items[name]
-        if not await self._limiter.hit(item, name, key):
+        try:
+            allowed = await self._limiter.hit(item, name, key)
+        except StorageError as exc:
+            allowed = _fail_open(name, exc)
+        if not allowed:
             raise RateLimited(await self._retry_after(item, name, key))
 
     async def _retry_after(self, item: RateLimitItem, name: str, key: str) -> int:
-        stats = await self._limiter.get_window_stats(item, name, key)
+        try:
+            stats = await self._limiter.get_window_stats(item, name, key)
+        except StorageError:
+            return 1
         return max(1, math.ceil(stats.reset_time - time.time()))
 
     async def reset(self) -> None:
         await self._storage.reset()
+
+
+def _fail_open(name: str, exc: StorageError) -> bool:
+    """Without its store (Redis down) a limit lets the request through: an outage of the
+    limiter must not become an outage of chat (sends must still commit, guarantee 5)."""
+    log.warning("rate_limit_store_unavailable", limit=name, error=repr(exc.storage_error))
+    return True

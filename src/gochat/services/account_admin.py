@@ -9,6 +9,7 @@ from gochat.errors import InvalidCredentials, NotFound
 from gochat.security.passwords import PasswordHasher
 from gochat.services.context import ServiceContext
 from gochat.services.conversations import ConversationService
+from gochat.storage.uow import SqlUnitOfWork
 
 DELETED_NAME = "Deleted user"
 
@@ -59,17 +60,13 @@ class AccountAdminService:
             for session in sessions:
                 await uow.sessions.revoke(session.id, now)
             await uow.users.scrub(user_id, now, DELETED_NAME)
-            groups = await self._groups_of(user_id)
+            # In this unit of work: a second one waits for SQLite's only connection (held here)
+            # until the pool times out, and the deletion failed with a 500.
+            groups = await _groups_of(uow, user_id)
             await uow.commit()
         for conversation_id in groups:
             await self._conversations.remove_member(user_id, conversation_id, user_id)
         await self._announce_revoked(sessions)
-
-    async def _groups_of(self, user_id: int) -> list[int]:
-        async with self._ctx.uow() as uow:
-            ids = await uow.members.active_conversation_ids(user_id)
-            convs = [await uow.conversations.get(i) for i in ids]
-        return [c.id for c in convs if c is not None and c.kind is ConversationKind.GROUP]
 
     async def _verify_password(self, user_id: int, password: str) -> User:
         async with self._ctx.uow() as uow:
@@ -83,6 +80,12 @@ class AccountAdminService:
         for session in sessions:
             frame = encode_event("session.revoked", session_id=str(session.id))
             await self._ctx.publisher.to_user(session.user_id, frame, route=f"revoke:{session.id}")
+
+
+async def _groups_of(uow: SqlUnitOfWork, user_id: int) -> list[int]:
+    ids = await uow.members.active_conversation_ids(user_id)
+    convs = [await uow.conversations.get(i) for i in ids]
+    return [c.id for c in convs if c is not None and c.kind is ConversationKind.GROUP]
 
 
 def _key_of(user: User | None) -> str:

@@ -10,10 +10,15 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
+import structlog
+
 from gochat.clock import to_rfc3339
 from gochat.domain.protocol import encode_event
+from gochat.errors import Unavailable
 from gochat.ports import PresenceTracker
 from gochat.services.context import ServiceContext
+
+log = structlog.get_logger(__name__)
 
 
 @dataclass(frozen=True, slots=True)
@@ -29,7 +34,12 @@ class PresenceService:
         self._tracker = tracker
 
     async def connected(self, user_id: int, device: str, conversation_ids: list[int]) -> None:
-        if await self._tracker.connect(user_id, device) and not await self._hidden(user_id):
+        try:
+            first = await self._tracker.connect(user_id, device)
+        except Unavailable as exc:  # presence is ephemeral: a socket works without it
+            log.warning("presence_unavailable", error=exc.message)
+            return
+        if first and not await self._hidden(user_id):
             await self._announce(user_id, conversation_ids, "online", None)
 
     async def disconnected(self, user_id: int, device: str, conversation_ids: list[int]) -> None:
@@ -45,7 +55,11 @@ class PresenceService:
 
     async def visibility_changed(self, user_id: int, hidden: bool) -> None:
         """Hiding while online looks like leaving to contacts; showing again, like arriving."""
-        if not await self._tracker.online({user_id}):
+        try:
+            if not await self._tracker.online({user_id}):
+                return
+        except Unavailable as exc:  # the change is committed; announcing it is best effort
+            log.warning("presence_unavailable", error=exc.message)
             return
         async with self._ctx.uow() as uow:
             conversation_ids = await uow.members.active_conversation_ids(user_id)

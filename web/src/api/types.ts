@@ -102,6 +102,8 @@ export type ServerFrame =
   | { type: "reaction.changed"; conversation_id: string; pos: number; seq: number; reactions: Reaction[] }
   | { type: "member.joined"; conversation_id: string; pos: number; user_id: string; role?: Role }
   | { type: "member.left"; conversation_id: string; pos: number; user_id: string }
+  | { type: "member.updated"; conversation_id: string; pos: number; user_id: string; role?: Role }
+  | { type: "session.revoked"; session_id: string }
   | { type: "conversation.created"; conversation: Conversation }
   | { type: "conversation.updated"; conversation_id: string; pos: number; title: string | null; user_id: string }
   | { type: "conversation.muted"; conversation_id: string; muted: boolean }

@@ -17,7 +17,7 @@ export const realtime = new Realtime({
   onReady: () => void afterConnect(),
   onStatus: (status, detail) =>
     store.set((s) => ({ status, statusDetail: detail, everConnected: s.everConnected || status === "online" })),
-  onAuthLost: () => signedOut("Your session has ended. Please sign in again."),
+  onAuthLost: () => sessionEnded(),
 });
 
 let syncTimer: number | undefined;
@@ -84,9 +84,13 @@ function signedOut(message: string | null): void {
   navigate("/login", true);
 }
 
+export function sessionEnded(): void {
+  signedOut("Your session has ended. Please sign in again.");
+}
+
 // A refresh refused anywhere (REST, socket, timer) clears the session: leave the app then.
 session.onChange(() => {
-  if (!session.current && store.get().me) signedOut("Your session has ended. Please sign in again.");
+  if (!session.current && store.get().me) sessionEnded();
 });
 
 /** After sign-in or a reload with a stored session. */

@@ -3,7 +3,8 @@
 import { get } from "../api/http";
 import type { Badge, Conversation, Message, Reaction, ServerFrame } from "../api/types";
 import { navigate } from "../router";
-import { ensureUsers, loadConversation, scheduleGapSync } from "./client";
+import { session } from "../api/session";
+import { ensureUsers, loadConversation, refreshPresence, scheduleGapSync, sessionEnded } from "./client";
 import { cursors } from "./cursors";
 import { markReadIfViewing, removeFromOutbox } from "./messaging";
 import { notifyMessage, updateTitle } from "./notify";
@@ -20,7 +21,11 @@ export function applyEvent(frame: ServerFrame): void {
       onReactions(frame.conversation_id, frame.seq, frame.reactions);
       break;
     case "member.joined":
+    case "member.updated":
       onMemberJoined(frame.conversation_id, frame.user_id, frame.role ?? "member");
+      break;
+    case "session.revoked":
+      if (frame.session_id === session.current?.session_id) sessionEnded();
       break;
     case "member.left":
       onMemberLeft(frame.conversation_id, frame.user_id);
@@ -134,7 +139,7 @@ function onConversation(conv: Conversation): void {
       : { ...conv, unread_count: conv.unread_count ?? 0, read_seq: conv.read_seq ?? 0, left: false };
     return { conversations: { ...s.conversations, [conv.id]: merged } };
   });
-  void ensureUsers((conv.members ?? []).map((m) => m.user_id));
+  void ensureUsers((conv.members ?? []).map((m) => m.user_id)).then(refreshPresence);
   if ((store.get().conversations[conv.id]?.last_seq ?? 0) > 0 && !store.get().conversations[conv.id]?.last_message) {
     void loadConversation(conv.id).catch(() => undefined);
   }

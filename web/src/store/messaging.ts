@@ -154,16 +154,39 @@ export function markReadIfViewing(conversationId: string): void {
   const seq = conv.last_seq;
   patchConversation(conversationId, { read_seq: Math.max(conv.read_seq, seq), unread_count: 0, mention_count: 0 });
   updateTitle();
-  if (seq < 1 || (readSent.get(conversationId) ?? 0) >= seq || !realtime.isOnline) return;
-  readSent.set(conversationId, seq);
-  realtime.request({ type: "read", conversation_id: conversationId, seq }).catch(() => readSent.delete(conversationId));
+  if (seq < 1 || (readSent.get(conversationId) ?? 0) >= seq) return;
+  scheduleRead(conversationId);
+}
+
+// At most one `read` per conversation per second (a busy group must not trip the server's
+// frame rate limit); the last position always goes out.
+const READ_INTERVAL_MS = 1_000;
+const readTimers = new Map<string, number>();
+const readAt = new Map<string, number>();
+
+function scheduleRead(conversationId: string): void {
+  if (readTimers.has(conversationId)) return;
+  const wait = Math.max(0, (readAt.get(conversationId) ?? 0) + READ_INTERVAL_MS - Date.now());
+  readTimers.set(
+    conversationId,
+    window.setTimeout(() => {
+      readTimers.delete(conversationId);
+      const seq = store.get().conversations[conversationId]?.read_seq ?? 0;
+      if (!realtime.isOnline || seq < 1 || (readSent.get(conversationId) ?? 0) >= seq) return;
+      readAt.set(conversationId, Date.now());
+      readSent.set(conversationId, seq);
+      realtime.request({ type: "read", conversation_id: conversationId, seq }).catch(() => readSent.delete(conversationId));
+    }, wait),
+  );
 }
 
 /** After reconnecting, positions marked read while offline still need sending. */
 export function resendReads(): void {
   readSent.clear();
   const active = store.get().activeId;
-  if (active) markReadIfViewing(active);
+  if (!active) return;
+  markReadIfViewing(active);
+  scheduleRead(active); // a position marked locally while offline still has to reach the server
 }
 
 // --- typing -----------------------------------------------------------------------------
