@@ -15,11 +15,12 @@
 #   browser  /usr/bin/chromium (headless) and Playwright importable from .venv
 #   seaweedfs  the `weed` binary (SeaweedFS) in .venv/bin or on PATH; the media tests start
 #            their own `weed mini` S3 server on free loopback ports and stop it afterwards
+#   sqlmap   Debian's sqlmap on PATH (tests/security/test_scanners.py runs it against a test server)
 #
 # Already-running services are left alone: nothing here stops or restarts a server.
 set -euo pipefail
 
-ALL_SERVICES=(mariadb redis browser seaweedfs)
+ALL_SERVICES=(mariadb redis browser seaweedfs sqlmap)
 
 MARIADB_HOST=127.0.0.1
 MARIADB_PORT=3306
@@ -324,6 +325,20 @@ prepare_seaweedfs() {
 }
 
 # ---------------------------------------------------------------------------------------
+# sqlmap: the SQL injection scanner of the security suite, from Debian's package.
+
+prepare_sqlmap() {
+    if ! command -v sqlmap >/dev/null; then
+        apt_install sqlmap
+        command -v sqlmap >/dev/null || die "sqlmap installed but not on PATH"
+    fi
+    local version
+    version=$(sqlmap --version </dev/null 2>/dev/null | head -n 1) || die "sqlmap does not run"
+    [[ -n $version ]] || die "sqlmap printed no version"
+    echo "sqlmap: ready (${version%%#*})"
+}
+
+# ---------------------------------------------------------------------------------------
 
 main() {
     local services=("$@")
@@ -331,7 +346,7 @@ main() {
     local s
     for s in "${services[@]}"; do
         case $s in
-            mariadb | redis | browser | seaweedfs) ;;
+            mariadb | redis | browser | seaweedfs | sqlmap) ;;
             -h | --help)
                 echo "usage: $0 [${ALL_SERVICES[*]}]..." >&2
                 exit 0

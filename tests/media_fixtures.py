@@ -222,6 +222,28 @@ def _wait_ready(server: SeaweedS3, proc: subprocess.Popen[bytes], log: Path) -> 
     raise RuntimeError(f"weed not ready in {WEED_START_S}s: {log.read_text(errors='replace')[-2000:]}")
 
 
+def _start_weed(
+    binary: str, root: Path, config: Path, attempts: int = 3
+) -> tuple[SeaweedS3, subprocess.Popen[bytes]]:
+    """Start `weed mini` on free ports; another process may grab a port between our check
+    and weed's bind, so a port clash is retried on fresh ports."""
+    for attempt in range(1, attempts + 1):
+        command, s3_port = _weed_command(binary, root / "data", config)
+        log = root / f"weed-{attempt}.log"
+        with log.open("wb") as out:
+            proc = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, cwd=root)
+        server = SeaweedS3(f"http://127.0.0.1:{s3_port}")
+        try:
+            _wait_ready(server, proc, log)
+            return server, proc
+        except RuntimeError:
+            proc.kill()
+            proc.wait(5)
+            if attempt == attempts or "Port allocation failed" not in log.read_text(errors="replace"):
+                raise
+    raise AssertionError("unreachable")
+
+
 @pytest.fixture(scope="session")
 def seaweedfs(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SeaweedS3]:
     binary = weed_binary()
@@ -234,13 +256,8 @@ def seaweedfs(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SeaweedS3]:
     identity["actions"] = ["Admin", "Read", "Write", "List", "Tagging"]  # type: ignore[assignment]
     config.write_text(json.dumps({"identities": [identity]}))
     (root / "data").mkdir()
-    command, s3_port = _weed_command(binary, root / "data", config)
-    log = root / "weed.log"
-    with log.open("wb") as out:
-        proc = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, cwd=root)
-    server = SeaweedS3(f"http://127.0.0.1:{s3_port}")
+    server, proc = _start_weed(binary, root, config)
     try:
-        _wait_ready(server, proc, log)
         yield server
     finally:
         proc.terminate()

@@ -187,7 +187,16 @@ class ServeProcess:
     def start(self, timeout: float = 30) -> None:
         self.log_path = self.data_dir.parent / f"serve-{self.port}.log"
         log = self.log_path.open("ab")
-        cmd = [sys.executable, "-m", "gochat", "serve", "--port", str(self.port), "--data-dir", str(self.data_dir)]
+        cmd = [
+            sys.executable,
+            "-m",
+            "gochat",
+            "serve",
+            "--port",
+            str(self.port),
+            "--data-dir",
+            str(self.data_dir),
+        ]
         self.proc = subprocess.Popen(cmd, env=self.env, stdout=log, stderr=subprocess.STDOUT)
         self._wait_ready(timeout)
 

@@ -26,6 +26,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"math/bits"
+	"math/rand"
 	"net"
 	"net/http"
 	"net/url"
@@ -184,6 +185,13 @@ var measuring int32 // 1 while inside the current phase's measured window
 
 // ---------------------------------------------------------------------------- clients
 
+const ringSize = 1024 // > any window
+
+type slot struct {
+	n    int64
+	left int32
+}
+
 type Client struct {
 	idx     int
 	spec    ClientSpec
@@ -191,6 +199,7 @@ type Client struct {
 	ready   chan struct{}
 	readyOK int32
 	credits chan struct{}
+	ring    [ringSize]slot // closed loop: deliveries still missing per message in flight
 	closed  int32
 	// storm
 	stormSeen   int
@@ -305,10 +314,6 @@ func (c *Client) readLoop(conn *websocket.Conn, ready chan struct{}, wg *sync.Wa
 				line, data = data[:nl], data[nl+1:]
 			}
 			lines++
-			if spec.Mode == "storm" {
-				c.stormLine(line, now)
-				continue
-			}
 			if spec.Proto == "gochat" && len(line) > 0 && line[0] == '{' {
 				if bytes.HasPrefix(line, prefixAck) {
 					k := bytes.Index(line, idKey)
@@ -350,7 +355,8 @@ func (c *Client) readLoop(conn *websocket.Conn, ready chan struct{}, wg *sync.Wa
 			// BENCH:<phase>:<ts>:<sender>:<n>:
 			p, i := parseInt(line, k+len(marker))
 			ts, i := parseInt(line, i+1)
-			sender, _ := parseInt(line, i+1)
+			sender, i := parseInt(line, i+1)
+			seq, _ := parseInt(line, i+1)
 			if p < 0 || p >= maxPhases || phases[p] == nil {
 				continue
 			}
@@ -362,8 +368,14 @@ func (c *Client) readLoop(conn *websocket.Conn, ready chan struct{}, wg *sync.Wa
 			if ts >= ps.measureFrom && ts < ps.measureTo {
 				ps.latency.Add((now - ts) / 1000)
 			}
-			if int(sender) == c.idx && int32(p) == cur {
-				c.giveCredit()
+			// Closed loop: a sender's credit returns once EVERY member got its message, so the
+			// load adapts to the slowest receiver instead of overrunning it.
+			if int32(p) == cur && int(sender) < len(clients) {
+				owner := clients[sender]
+				sl := &owner.ring[seq%ringSize]
+				if atomic.LoadInt64(&sl.n) == seq && atomic.AddInt32(&sl.left, -1) == 0 {
+					owner.giveCredit()
+				}
 			}
 		}
 		atomic.AddInt64(&linesIn, lines)
@@ -575,7 +587,7 @@ func runPhase(p int, ps *PhaseState) {
 					break drain
 				}
 			}
-			for i := 0; i < w && i < cap(c.credits); i++ {
+			for i := 0; i < w && i < cap(c.credits) && i < ringSize/2; i++ {
 				c.credits <- struct{}{}
 			}
 			for mono() < end {
@@ -618,6 +630,10 @@ func runPhase(p int, ps *PhaseState) {
 
 func (c *Client) send(p int, ps *PhaseState, n *int64) bool {
 	msg, _ := c.payload(p, *n)
+	sl := &c.ring[*n%ringSize]
+	atomic.StoreInt64(&sl.n, -1)
+	atomic.StoreInt32(&sl.left, int32(roomSize[c.spec.Room]))
+	atomic.StoreInt64(&sl.n, *n)
 	*n++
 	if err := c.conn.WriteMessage(websocket.TextMessage, msg); err != nil {
 		atomic.AddInt64(&ps.sendErrors, 1)
@@ -667,77 +683,94 @@ func safeDiv(a, b float64) float64 {
 var stormStart int64
 var stormCaught int64
 
-func (c *Client) stormLine(line []byte, now int64) {
-	if bytes.HasPrefix(line, prefixReady) {
-		if atomic.CompareAndSwapInt32(&c.readyOK, 0, 1) {
-			close(c.ready)
+// stormClient reconnects like a real client until it has caught up or the storm times out:
+// dial, auth and sync pipelined, count the missed messages; on a close, back off and retry.
+func (c *Client) stormClient(deadline int64, dialFail, reconnects *int64) {
+	auth := []byte(fmt.Sprintf(`{"type":"auth","token":%q}`, c.spec.Token))
+	syncMsg := []byte(fmt.Sprintf(`{"type":"sync","id":1,"cursors":{%q:%d}}`, c.spec.Room, c.spec.Cursor))
+	marker := []byte(spec.StormMarker)
+	var buf bytes.Buffer
+	for attempt := 0; mono() < deadline; attempt++ {
+		if attempt > 0 {
+			atomic.AddInt64(reconnects, 1)
+			shift := attempt - 1
+			if shift > 4 {
+				shift = 4
+			}
+			backoff := 250 * time.Millisecond << uint(shift)
+			time.Sleep(backoff/2 + time.Duration(rand.Int63n(int64(backoff))))
 		}
-		return
-	}
-	if bytes.HasPrefix(line, prefixError) {
-		noteError(line)
-		return
-	}
-	if bytes.HasPrefix(line, prefixAck) {
-		atomic.StoreInt64(&c.stormSynced, now)
-		return
-	}
-	if bytes.HasPrefix(line, prefixCreated) && bytes.Contains(line, []byte(spec.StormMarker)) {
-		c.stormSeen++
-		if c.stormSeen == spec.StormExpect {
-			atomic.StoreInt64(&c.stormDone, now)
-			atomic.AddInt64(&stormCaught, 1)
+		conn, err := dial(c)
+		if err != nil {
+			atomic.AddInt64(dialFail, 1)
+			noteError([]byte("dial: " + err.Error()))
+			continue
 		}
+		if conn.WriteMessage(websocket.TextMessage, auth) != nil || conn.WriteMessage(websocket.TextMessage, syncMsg) != nil {
+			conn.Close()
+			continue
+		}
+		seen := 0
+		for mono() < deadline {
+			_, r, err := conn.NextReader()
+			if err != nil {
+				noteError([]byte("storm socket closed: " + err.Error()))
+				break
+			}
+			buf.Reset()
+			if _, err := buf.ReadFrom(r); err != nil {
+				break
+			}
+			now := mono()
+			data := buf.Bytes()
+			for len(data) > 0 {
+				var line []byte
+				if nl := bytes.IndexByte(data, '\n'); nl >= 0 {
+					line, data = data[:nl], data[nl+1:]
+				} else {
+					line, data = data, nil
+				}
+				if bytes.HasPrefix(line, prefixError) {
+					noteError(line)
+				} else if bytes.HasPrefix(line, prefixCreated) && bytes.Contains(line, marker) {
+					seen++
+				}
+			}
+			if seen > c.stormSeen {
+				c.stormSeen = seen
+			}
+			if seen >= spec.StormExpect {
+				atomic.StoreInt64(&c.stormDone, now)
+				atomic.AddInt64(&stormCaught, 1)
+				c.conn = conn
+				go func() { // stay connected, keep reading (presence and pings), like a client
+					for {
+						if _, _, err := conn.NextReader(); err != nil {
+							return
+						}
+					}
+				}()
+				return
+			}
+		}
+		conn.Close()
 	}
 }
 
 func runStorm() map[string]any {
 	var wg sync.WaitGroup
-	var readers sync.WaitGroup
-	var dialFail, authFail, retries int64
+	var dialFail, reconnects int64
 	stormStart = mono()
+	deadlineNs := stormStart + int64(spec.StormTimeout*1e9)
 	fmt.Fprintf(os.Stderr, "MEASURE start storm\n")
-	conc := spec.ConnectConc
-	var sem chan struct{}
-	if conc > 0 {
-		sem = make(chan struct{}, conc)
-	}
 	for _, c := range clients {
 		wg.Add(1)
 		go func(c *Client) {
 			defer wg.Done()
-			if sem != nil {
-				sem <- struct{}{}
-				defer func() { <-sem }()
-			}
-			var conn *websocket.Conn
-			var err error
-			for attempt := 0; attempt < 8; attempt++ {
-				conn, err = dial(c)
-				if err == nil {
-					break
-				}
-				atomic.AddInt64(&retries, 1)
-				time.Sleep(time.Duration(100*(1<<attempt)) * time.Millisecond)
-			}
-			if err != nil {
-				noteError([]byte("dial: " + err.Error()))
-				atomic.AddInt64(&dialFail, 1)
-				return
-			}
-			c.conn = conn
-			readers.Add(1)
-			go c.readLoop(conn, c.ready, &readers)
-			auth := fmt.Sprintf(`{"type":"auth","token":%q}`, c.spec.Token)
-			// Pipelined like a reconnecting client: auth, then sync; the server reads in order.
-			syncMsg := fmt.Sprintf(`{"type":"sync","id":1,"cursors":{%q:%d}}`, c.spec.Room, c.spec.Cursor)
-			if conn.WriteMessage(websocket.TextMessage, []byte(auth)) != nil ||
-				conn.WriteMessage(websocket.TextMessage, []byte(syncMsg)) != nil {
-				atomic.AddInt64(&authFail, 1)
-			}
+			c.stormClient(deadlineNs, &dialFail, &reconnects)
 		}(c)
 	}
-	wg.Wait()
+	go func() { wg.Wait() }()
 	deadline := time.Now().Add(time.Duration(spec.StormTimeout * float64(time.Second)))
 	for time.Now().Before(deadline) && atomic.LoadInt64(&stormCaught) < int64(len(clients)) {
 		time.Sleep(10 * time.Millisecond)
@@ -766,9 +799,8 @@ func runStorm() map[string]any {
 		"expected_per_client":     spec.StormExpect,
 		"time_to_all_caught_up_s": float64(last-stormStart) / 1e9,
 		"per_client_catch_up":     h.Summary(),
-		"dial_failures":           dialFail,
-		"dial_retries":            retries,
-		"write_failures":          authFail,
+		"dial_failures":           atomic.LoadInt64(&dialFail),
+		"reconnects":              atomic.LoadInt64(&reconnects),
 		"disconnects":             atomic.LoadInt64(&disconnects),
 	}
 	if caught < len(clients) {

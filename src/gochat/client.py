@@ -19,18 +19,24 @@ What it does for you
   stop the client (``stopped`` / ``stop_code``). ``resync_required`` (and a conversation that
   appears while the client was not told its position) is repaired from the REST history.
 - **A local store** per conversation (:class:`ConversationView`): messages by ``seq``
-  (de-duplicated; a newer version of a message replaces the older one), members, read
-  positions and the cursor: the highest ``pos`` up to which every event was applied.
-  Events that arrive ahead of a gap are applied at once and counted in when the gap fills; a
-  gap that stays open for ``gap_timeout_s`` triggers a ``sync``. Applying an event twice
-  changes nothing.
+  (de-duplicated; a newer version of a message replaces the older one), members and their
+  roles, read positions and the cursor: the highest ``pos`` up to which every event was
+  applied. Events that arrive ahead of a gap are applied at once and counted in when the gap
+  fills; a gap that stays open for ``gap_timeout_s`` triggers a ``sync``. Applying an event
+  twice changes nothing. ``wait_for(predicate)`` waits until the store satisfies something.
 - **Events**: every server event also goes to ``events`` (an ``asyncio.Queue``), read with
   ``next_event(type)``. The client adds its own, all typed ``client.*``:
   ``client.connected`` ``{session_id}``, ``client.synced``, ``client.disconnected``
   ``{code, reason}`` and ``client.stopped`` ``{code, reason}``.
 
-``close()`` stops every task the client started and waits for them. Not thread-safe: use a
-client from one event loop.
+``disconnect()`` goes offline keeping the store (``connect()`` again resumes from the cursors);
+``close()`` stops every task the client started and waits for them; ``drop_connection()``
+aborts the TCP connection (fault injection). Not thread-safe: use a client from one event
+loop. The event queue is unbounded unless ``keep_events=False``.
+
+Known limit: after ``resync_required`` the history route brings the messages after the
+highest contiguous ``seq``; edits, deletes and reactions to older messages that happened in
+that gap are not recovered (the protocol has no route for them yet).
 """
 
 # The public API takes explicit per-call timeouts (callers need bounded waits without wrapping
@@ -155,10 +161,12 @@ class ConversationView:
     id: str
     info: Json = field(default_factory=dict)
     messages: dict[int, Json] = field(default_factory=dict)
+    versions: dict[int, int] = field(default_factory=dict)  # seq -> pos of the version held
     cursor: int | None = None  # every event with pos <= cursor was applied; None: not known yet
     ahead: set[int] = field(default_factory=set)  # positions applied beyond a gap
     gap_since: float | None = None
-    members: set[str] = field(default_factory=set)
+    members: dict[str, str] = field(default_factory=dict)  # user id -> role
+    state_pos: int = 0  # pos of the newest membership/metadata fact held (events or snapshots)
     read_seqs: dict[str, int] = field(default_factory=dict)
     active: bool = True
 
@@ -226,7 +234,9 @@ class GoChatClient:
         self._synced_once = asyncio.Event()
         self._syncing = False
         self._logged_out = False
-        self._closing = False
+        self._revoked = False
+        self._offline = False  # disconnect() or close() was called: no (re)connecting
+        self._closed = False
         self._supervisor: asyncio.Task[None] | None = None
         self._repairer: asyncio.Task[None] | None = None
         self._repairs: asyncio.Queue[tuple[str, int | None]] = asyncio.Queue()
@@ -404,8 +414,9 @@ class GoChatClient:
         """
         if self.access_token is None:
             raise ClientClosed("log in before connecting")
-        if self._closing:
+        if self._closed:
             raise ClientClosed("the client is closed")
+        self._offline = False
         if self._supervisor is None or self._supervisor.done():
             self.stopped, self.stop_code, self.stop_reason = False, None, ""
             self._synced_once.clear()
@@ -428,9 +439,26 @@ class GoChatClient:
     def connected(self) -> bool:
         return self._ws is not None
 
+    async def disconnect(self) -> None:
+        """Go offline: close the socket and stop reconnecting, keeping the store and cursors.
+
+        A later ``connect()`` syncs from where this left off (sends fail with ClientClosed
+        meanwhile).
+        """
+        await self._halt()
+        if not self.stopped:
+            self._stop(1000, "disconnected by the client")
+
     async def close(self) -> None:
         """Close the socket and stop (and await) every task of this client; then the HTTP pool."""
-        self._closing = True
+        self._closed = True
+        await self._halt()
+        if not self.stopped:
+            self._stop(1000, "closed by the client")
+        await self.http.aclose()
+
+    async def _halt(self) -> None:
+        self._offline = True
         ws = self._ws
         if ws is not None:
             with contextlib.suppress(Exception):
@@ -441,10 +469,7 @@ class GoChatClient:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
         self._supervisor = self._repairer = None
-        self._fail_pending(ClientClosed("the client is closed"))
-        if not self.stopped:
-            self._stop(1000, "closed by the client")
-        await self.http.aclose()
+        self._fail_pending(ClientClosed("the client went offline"))
 
     def drop_connection(self) -> bool:
         """Fault injection: abort the TCP connection without a close handshake.
@@ -461,7 +486,7 @@ class GoChatClient:
     async def _supervise(self) -> None:
         failures = 0
         try:
-            while not self._closing:
+            while not self._offline:
                 if self._logged_out or self.access_token is None:
                     raise _Terminal(TOKEN_EXPIRED, "logged out")
                 try:
@@ -475,7 +500,7 @@ class GoChatClient:
                     continue
                 failures = 0
                 code, reason = await self._serve(ws, leftover)
-                if self._closing:
+                if self._offline:
                     return
                 await self._after_close(code, reason)
                 await asyncio.sleep(self.reconnect_policy.delay(0))
@@ -490,8 +515,8 @@ class GoChatClient:
         if code is not None and (code == POLICY or 4500 <= code <= 4999):
             raise _Terminal(code, reason)
         if code == TOKEN_EXPIRED:
-            if self._logged_out:
-                raise _Terminal(code, reason or "logged out")
+            if self._logged_out or self._revoked:
+                raise _Terminal(code, reason or "session revoked")
             await self._refresh_or_stop(code, reason)
         if code == RATE_LIMITED:
             await asyncio.sleep(self.reconnect_policy.max_delay)
@@ -575,7 +600,7 @@ class GoChatClient:
             self._fail_pending(ConnectionLost("the connection closed"))
             upkeep.cancel()
             await asyncio.gather(upkeep, return_exceptions=True)
-            if not self._closing:
+            if not self._offline:
                 ws.transport.abort()
             self._notify()
         code, reason = _close_code(ws), ws.close_reason or ""
@@ -601,7 +626,7 @@ class GoChatClient:
                 await self._sync(ws)
             except ConnectionLost:
                 return
-            except (TimeoutError, RequestFailed) as exc:
+            except Exception as exc:  # task boundary: retry the sync, keep the connection
                 log.warning("sync failed: %r", exc)
                 delay += 1
                 await asyncio.sleep(self.reconnect_policy.delay(delay))
@@ -638,7 +663,8 @@ class GoChatClient:
         try:
             reply = await self._request_on(ws, {"type": "sync", "cursors": cursors}, self.request_timeout)
             _raise_error(reply)
-            await self._request_on(ws, {"type": "ping"}, self.request_timeout)
+            # The server paces a big replay to the socket's speed: give the barrier time.
+            await self._request_on(ws, {"type": "ping"}, self.request_timeout * 6)
         finally:
             self._syncing = False
         for view in self.views.values():
@@ -673,6 +699,28 @@ class GoChatClient:
         message = cast(Json, reply["message"])
         self._store_message(message)
         return message
+
+    async def edit(self, conv_id: str, seq: int, body: str, *, timeout: float = 10.0) -> Json:
+        """Replace a message's text; returns the edited message."""
+        frame = {"type": "message.edit", "conversation_id": conv_id, "seq": seq, "body": body}
+        message = cast(Json, (await self.request(frame, timeout=timeout))["message"])
+        self._store_message(message)
+        return message
+
+    async def delete(self, conv_id: str, seq: int, *, timeout: float = 10.0) -> Json:
+        """Delete a message (it stays as a tombstone with its seq); returns the tombstone."""
+        frame = {"type": "message.delete", "conversation_id": conv_id, "seq": seq}
+        message = cast(Json, (await self.request(frame, timeout=timeout))["message"])
+        self._store_message(message)
+        return message
+
+    async def react(
+        self, conv_id: str, seq: int, emoji: str, *, add: bool = True, timeout: float = 10.0
+    ) -> Json:
+        """Add (or with ``add=False`` remove) my reaction; returns the ack with the reactions."""
+        kind = "reaction.add" if add else "reaction.remove"
+        frame = {"type": kind, "conversation_id": conv_id, "seq": seq, "emoji": emoji}
+        return await self.request(frame, timeout=timeout)
 
     async def read(self, conv_id: str, seq: int, *, timeout: float = 10.0) -> int:
         """Move my read position; returns the position now in force."""
@@ -730,7 +778,7 @@ class GoChatClient:
 
     async def _wait_connected(self, deadline: float, failed_gen: int) -> tuple[ClientConnection, int]:
         while True:
-            if self.stopped or self._closing:
+            if self.stopped or self._offline:
                 raise ClientClosed("the client stopped", self.stop_code, self.stop_reason)
             if self._ws is not None and self._gen != failed_gen:
                 return self._ws, self._gen
@@ -741,10 +789,12 @@ class GoChatClient:
     async def _request_on(self, ws: ClientConnection, frame: Json, timeout: float) -> Json:
         request_id = next(self._ids)
         future: asyncio.Future[Json] = asyncio.get_running_loop().create_future()
+        # The waiter may be gone (timed out) when a disconnect fails the future: never log it.
+        future.add_done_callback(_retrieve)
         self._pending[request_id] = future
         try:
-            await ws.send(orjson.dumps({**frame, "id": request_id}).decode())
             async with asyncio.timeout(timeout):
+                await ws.send(orjson.dumps({**frame, "id": request_id}).decode())
                 return await future
         except ConnectionClosed as exc:
             raise ConnectionLost(str(exc)) from exc
@@ -838,6 +888,9 @@ class GoChatClient:
 
     def _apply(self, event: Json) -> None:
         kind = event.get("type")
+        if kind == "session.revoked" and str(event.get("session_id")) == self.session_id:
+            self._revoked = True  # the 4001 that follows is final: no refresh can help
+            return
         if kind == "resync_required":
             self._schedule_repair(str(event["conversation_id"]), int(event["last_pos"]))
             return
@@ -851,16 +904,20 @@ class GoChatClient:
         view = self.view(str(conv_id))
         message = event.get("message")
         if isinstance(message, dict):
-            self._store_message(message)
+            self._store_message(message, pos)
+        elif kind == "reaction.changed" and isinstance(event.get("reactions"), list):
+            self._store_reactions(view, int(event["seq"]), event["reactions"], pos)
         user_id = event.get("user_id")
-        if kind == "member.joined" and user_id is not None:
-            view.members.add(str(user_id))
-            if str(user_id) == self.user_id:
+        if kind in ("member.joined", "member.left", "member.updated", "conversation.updated"):
+            view.state_pos = max(view.state_pos, pos)
+        if kind in ("member.joined", "member.updated") and user_id is not None:
+            view.members[str(user_id)] = str(event.get("role") or view.members.get(str(user_id)) or "member")
+            if kind == "member.joined" and str(user_id) == self.user_id:
                 view.active = True
                 if view.cursor is None:
                     self._set_base(view, pos - 1)
         elif kind == "member.left" and user_id is not None:
-            view.members.discard(str(user_id))
+            view.members.pop(str(user_id), None)
             if str(user_id) == self.user_id:
                 view.active = False
         elif kind in ("receipt.read", "conversation.read") and user_id is not None:
@@ -873,10 +930,7 @@ class GoChatClient:
     def _apply_conversation(self, conv: Json) -> None:
         view = self.view(str(conv["id"]))
         was_active = view.active and view.cursor is not None
-        view.info = {k: v for k, v in conv.items() if k != "members"}
-        if "members" in conv:
-            view.members = {str(m["user_id"]) for m in conv["members"]}
-        view.active = True
+        self._apply_snapshot(view, conv)
         # Live, conversation.created means "you were added": its last_pos may cover events
         # published before this socket followed the conversation, so the position comes from
         # a REST repair. Inside a sync the replay that follows sets it (or resync_required).
@@ -886,12 +940,47 @@ class GoChatClient:
             else:
                 self._sync_wanted.set()
 
-    def _store_message(self, message: Json) -> None:
+    @staticmethod
+    def _apply_snapshot(view: ConversationView, conv: Json) -> None:
+        """A conversation as the server showed it (I am a member), unless events held are newer."""
+        snapshot_pos = int(conv.get("last_pos") or 0)
+        if snapshot_pos < view.state_pos:
+            return
+        view.state_pos = snapshot_pos
+        view.info = {k: v for k, v in conv.items() if k != "members"}
+        if "members" in conv:
+            view.members = _roles(conv["members"])
+        view.active = True
+
+    def _store_reactions(self, view: ConversationView, seq: int, reactions: list[Json], pos: int) -> None:
+        """Live ``reaction.changed`` carries only the reactions (a replay carries the message)."""
+        held = view.messages.get(seq)
+        if held is not None and pos >= view.versions.get(seq, 0):
+            view.messages[seq] = {**held, "reactions": reactions}
+            view.versions[seq] = pos
+
+    def _store_message(self, message: Json, event_pos: int | None = None) -> None:
+        """Keep the newest version of a message.
+
+        An event's ``pos`` orders the versions it carries; an ack or a REST copy is a snapshot
+        without one, so it replaces only what it visibly supersedes. Nothing ever undoes a
+        delete or moves ``edited_at`` back.
+        """
         view = self.view(str(message["conversation_id"]))
         seq = int(message["seq"])
         old = view.messages.get(seq)
-        if old is None or int(message.get("pos") or 0) >= int(old.get("pos") or 0):
+        known = view.versions.get(seq, 0)
+        if old is None:
+            keep = True
+        elif _older(message, old):
+            keep = False
+        elif event_pos is not None:
+            keep = event_pos >= known
+        else:
+            keep = _newer(message, old)
+        if keep:
             view.messages[seq] = message
+        view.versions[seq] = max(known, event_pos or 0, int(message.get("pos") or 0))
         self._notify()
 
     def _advance(self, view: ConversationView, pos: int) -> None:
@@ -941,6 +1030,7 @@ class GoChatClient:
         """Fetch a conversation's state and messages by REST, then set the cursor."""
         view = self.view(conv_id)
         for attempt in itertools.count():
+            seen = view.state_pos
             try:
                 detail = await self.conversation(conv_id)
                 after = view.contiguous_seq
@@ -948,7 +1038,8 @@ class GoChatClient:
                     self._store_message(message)
             except ApiError as exc:
                 if exc.status in (403, 404):
-                    view.active = False
+                    if view.state_pos == seen:  # no newer fact (say, a re-add) arrived meanwhile
+                        view.active = False
                     return
                 if exc.status == 401:
                     return  # the session is gone; the socket side stops the client
@@ -958,9 +1049,7 @@ class GoChatClient:
                     return
                 err = exc
             else:
-                view.info = {k: v for k, v in detail.items() if k != "members"}
-                view.members = {str(m["user_id"]) for m in detail.get("members") or []}
-                view.active = True
+                self._apply_snapshot(view, detail)
                 self._set_base(view, last_pos if last_pos is not None else int(detail["last_pos"]))
                 return
             log.debug("repair of %s failed (%r), retrying", conv_id, err)
@@ -979,6 +1068,29 @@ def _ws_url(base_url: str) -> str:
     if base_url.startswith("http://"):
         return "ws://" + base_url[len("http://") :] + "/ws"
     raise ValueError("base_url must start with http:// or https://")
+
+
+def _retrieve(future: asyncio.Future[Json]) -> None:
+    if not future.cancelled():
+        future.exception()
+
+
+def _newer(new: Json, old: Json) -> bool:
+    """Does a snapshot visibly supersede what is held (deleted since, or edited later)?"""
+    if new.get("deleted") and not old.get("deleted"):
+        return True
+    return str(new.get("edited_at") or "") > str(old.get("edited_at") or "")
+
+
+def _older(new: Json, old: Json) -> bool:
+    """Would taking ``new`` undo a delete or an edit already held?"""
+    if old.get("deleted") and not new.get("deleted"):
+        return True
+    return str(new.get("edited_at") or "") < str(old.get("edited_at") or "")
+
+
+def _roles(members: list[Json]) -> dict[str, str]:
+    return {str(m["user_id"]): str(m.get("role", "member")) for m in members}
 
 
 def _close_code(ws: ClientConnection) -> int | None:

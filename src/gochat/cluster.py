@@ -27,6 +27,9 @@ global
 defaults
     mode http
     option http-server-close
+    # The client's address for per-IP rate limits (uvicorn trusts X-Forwarded-For from
+    # 127.0.0.1 by default; set FORWARDED_ALLOW_IPS on the nodes for a remote balancer).
+    option forwardfor
     timeout connect 2s
     timeout client 60s
     timeout server 60s

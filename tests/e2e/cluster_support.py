@@ -214,11 +214,17 @@ async def shared_mysql_database() -> AsyncIterator[str]:
 # --------------------------------------------------------------------------- the cluster
 
 
+def require_haproxy() -> None:
+    if shutil.which("haproxy") is None and not Path("/usr/sbin/haproxy").exists():
+        service_missing("haproxy", "binary not found (Debian package haproxy)")
+
+
 @contextlib.asynccontextmanager
 async def local_cluster(
     work_dir: Path, database_url: str, broker_url: str, nodes: int = 3, **env: str
 ) -> AsyncIterator[LocalCluster]:
     """N nodes + HAProxy on free loopback ports; always stopped (and logs kept in work_dir)."""
+    require_haproxy()
     extra = {"GOCHAT_RATE_LIMITS_ENABLED": "false", "GOCHAT_LOG_LEVEL": "warning", **env}
     cluster = LocalCluster(
         work_dir,
@@ -238,7 +244,8 @@ async def local_cluster(
 
 @contextlib.contextmanager
 def running_cluster(work_dir: Path, database_url: str, broker_url: str, nodes: int = 3, **env: str) -> Any:
-    """The synchronous twin of :func:`local_cluster`, for module-scoped fixtures."""
+    """The synchronous twin of :func:`local_cluster`, for class-scoped fixtures."""
+    require_haproxy()
     extra = {"GOCHAT_RATE_LIMITS_ENABLED": "false", "GOCHAT_LOG_LEVEL": "warning", **env}
     cluster = LocalCluster(
         work_dir,

@@ -57,7 +57,7 @@ SEED = int(os.environ.get("GOCHAT_E2E_SEED", "20261130"))
 
 @pytest.fixture
 def serve_db(db_kind: str, request: pytest.FixtureRequest) -> str | None:
-    """None for the embedded SQLite default; a fresh, migrated MariaDB database otherwise."""
+    """None for the embedded SQLite default; otherwise the suite's clean, migrated MariaDB."""
     if db_kind == "sqlite":
         return None
     url: str = request.getfixturevalue("migrated_db_url")
@@ -179,12 +179,16 @@ async def test_a_thousand_messages_survive_dropped_sockets_and_a_server_crash(
     serve_db: str | None, tmp_path: Path, clients: AsyncExitStack
 ) -> None:
     rng = random.Random(SEED)
-    with gochat(tmp_path, serve_db) as server:
+    # A small replay limit: the devices that were away catch up through resync_required.
+    with gochat(tmp_path, serve_db, GOCHAT_SYNC_REPLAY_LIMIT="200") as server:
         alice = await new_user(clients, server, "alice")
         bob = await new_user(clients, server, "bob")
-        await alice.connect()
-        await bob.connect()
+        tablet = await device(clients, server, "bob")  # bob's second device, offline meanwhile
+        for client in (alice, bob, tablet):
+            await client.connect()
         conv = (await alice.create_direct(str(bob.user_id)))["id"]
+        await tablet.wait_for(lambda: tablet.cursor(conv) is not None, timeout=10)
+        await tablet.disconnect()
 
         acked: list[Json] = []
         per_sender = 500
@@ -238,12 +242,19 @@ async def test_a_thousand_messages_survive_dropped_sockets_and_a_server_crash(
             )
         assert len({m["id"] for m in acked}) == total
 
+        # Back online after 1,000 messages: past the replay limit, so resync_required and the
+        # history route; a brand-new device (no cursors) gets there the same way.
+        await tablet.connect()
+        fresh = await device(clients, server, "bob")
+        await fresh.connect()
         last_pos = (await alice.conversation(conv))["last_pos"]
-        for client in (alice, bob):
+        for client in (alice, bob, tablet, fresh):
             await client.wait_for(
                 lambda c=client: has_all(c, conv, total) and (c.cursor(conv) or 0) >= last_pos, timeout=30
             )
             assert summary(client.messages(conv)) == summary(database)
+        for client in (tablet, fresh):
+            assert "resync_required" in {e["type"] for e in client.drain_events()}
         print(f"\n[a] {total} messages in {elapsed:.1f} s; {len(drops)} client drops; killed at {killed_at}")
 
 

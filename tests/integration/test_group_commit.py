@@ -15,7 +15,9 @@ from tests.support import LiveServer
 async def make_users(server: LiveServer, *names: str) -> list[int]:
     ids = []
     for name in names:
-        r = await server.http.post("/api/v1/auth/register", json={"username": name, "password": "password123"})
+        r = await server.http.post(
+            "/api/v1/auth/register", json={"username": name, "password": "password123"}
+        )
         assert r.status_code == 201, r.text
         ids.append(int(r.json()["id"]))
     return ids

@@ -31,7 +31,13 @@ async def test_two_users_chat_over_websocket(server: LiveServer) -> None:
         await ws_b.send(orjson.dumps({"type": "auth", "token": bob["access_token"]}).decode())
         assert orjson.loads(await ws_a.recv())["type"] == "ready"
         assert orjson.loads(await ws_b.recv())["type"] == "ready"
-        frame = {"type": "message.send", "id": "1", "conversation_id": conv_id, "client_msg_id": "c1", "body": "hi"}
+        frame = {
+            "type": "message.send",
+            "id": "1",
+            "conversation_id": conv_id,
+            "client_msg_id": "c1",
+            "body": "hi",
+        }
         await ws_a.send(orjson.dumps(frame).decode())
         ack = await next_of_type(ws_a, "ack")
         created = await next_of_type(ws_b, "message.created")

@@ -12,14 +12,13 @@ import contextlib
 from collections.abc import AsyncIterator
 from typing import Any
 
-import httpx
 import jwt
 import orjson
 from websockets.asyncio.client import connect
-from websockets.exceptions import ConnectionClosed, InvalidStatus
+from websockets.exceptions import ConnectionClosed
 
 from gochat.security.tokens import signing_key
-from tests.integration.chat_helpers import WAIT, Json, User, WsClient
+from tests.integration.chat_helpers import WAIT, User, WsClient
 from tests.support import TEST_SECRET, LiveServer
 
 API = "/api/v1"
@@ -45,11 +44,6 @@ def forge(claims: dict[str, Any], key: bytes | str = TEST_KEY, kid: str | None =
 
 def auth(token: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {token}"}
-
-
-def error_of(r: httpx.Response) -> tuple[int, str]:
-    body = r.json()
-    return r.status_code, str(body.get("error", {}).get("code"))
 
 
 def auth_frame(token: object) -> str:
@@ -91,20 +85,6 @@ async def raw_ws(url: str, **kwargs: Any) -> AsyncIterator[WsClient]:
     """An unauthenticated WebSocket, as a frame-splitting client."""
     async with connect(url, open_timeout=WAIT, close_timeout=2, **kwargs) as ws:
         yield WsClient(ws)
-
-
-async def ws_refused_at_upgrade(url: str, **kwargs: Any) -> int | None:
-    """The HTTP status if the upgrade itself is refused, else None."""
-    try:
-        async with connect(url, open_timeout=WAIT, close_timeout=2, **kwargs):
-            return None
-    except InvalidStatus as exc:
-        return exc.response.status_code
-
-
-def replies(objects: list[Json]) -> list[Json]:
-    """Only what answers a request (ack/error/pong); events are asynchronous facts."""
-    return [o for o in objects if o.get("type") in ("ack", "error", "pong")]
 
 
 async def add_user_session(server: LiveServer, user: User) -> User:

@@ -39,11 +39,15 @@ async def test_deleting_my_account(server: LiveServer) -> None:
         ws_connect(server, bob) as bob_ws,
     ):
         # The password is required, and a wrong one changes nothing.
-        r = await http.request("DELETE", f"{API}/users/me", json={"password": "wrong-password"}, headers=alice.headers)
+        r = await http.request(
+            "DELETE", f"{API}/users/me", json={"password": "wrong-password"}, headers=alice.headers
+        )
         assert (r.status_code, r.json()["error"]["code"]) == (401, "invalid_credentials")
         assert (await alice_ws.request({"type": "ping", "id": 1}))["type"] == "pong"
 
-        r = await http.request("DELETE", f"{API}/users/me", json={"password": PASSWORD}, headers=alice.headers)
+        r = await http.request(
+            "DELETE", f"{API}/users/me", json={"password": PASSWORD}, headers=alice.headers
+        )
         assert r.status_code == 204, r.text
         started = time.monotonic()
         assert await alice_ws.close_code(timeout=5) == 4001

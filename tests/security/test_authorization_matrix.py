@@ -28,6 +28,7 @@ from urllib.parse import quote
 
 import httpx
 import orjson
+import pytest
 from fastapi.routing import iter_route_contexts
 
 from gochat.domain import protocol
@@ -76,19 +77,20 @@ BODIES: dict[tuple[str, str], Json | None] = {
 # Public to every signed-in user by design (clients label senders): no oracle to close.
 PUBLIC = {("GET", "/api/v1/users/{user_id}")}
 
-# One template per frame type; "$conv" is the conversation under attack.
-FRAMES: dict[str, Json] = {
-    "auth": {"type": "auth", "id": "a", "token": "x"},
-    "message.send": {"type": "message.send", "id": "f", "conversation_id": "$conv", "client_msg_id": "e", "body": "evil"},
-    "message.edit": {"type": "message.edit", "id": "f", "conversation_id": "$conv", "seq": 1, "body": "evil"},
-    "message.delete": {"type": "message.delete", "id": "f", "conversation_id": "$conv", "seq": 1},
-    "reaction.add": {"type": "reaction.add", "id": "f", "conversation_id": "$conv", "seq": 1, "emoji": EMOJI},
-    "reaction.remove": {"type": "reaction.remove", "id": "f", "conversation_id": "$conv", "seq": 1, "emoji": EMOJI},
-    "typing": {"type": "typing", "id": "f", "conversation_id": "$conv"},
-    "read": {"type": "read", "id": "f", "conversation_id": "$conv", "seq": 1},
-    "sync": {"type": "sync", "id": "f", "cursors": {"$conv": 0}},
-    "ping": {"type": "ping", "id": "f"},
-}  # fmt: skip
+# One template per frame type (besides "type" and "id"); "$conv" is the conversation attacked.
+TEMPLATES: dict[str, Json] = {
+    "auth": {"token": "x"},
+    "message.send": {"conversation_id": "$conv", "client_msg_id": "e", "body": "evil"},
+    "message.edit": {"conversation_id": "$conv", "seq": 1, "body": "evil"},
+    "message.delete": {"conversation_id": "$conv", "seq": 1},
+    "reaction.add": {"conversation_id": "$conv", "seq": 1, "emoji": EMOJI},
+    "reaction.remove": {"conversation_id": "$conv", "seq": 1, "emoji": EMOJI},
+    "typing": {"conversation_id": "$conv"},
+    "read": {"conversation_id": "$conv", "seq": 1},
+    "sync": {"cursors": {"$conv": 0}},
+    "ping": {},
+}
+FRAMES: dict[str, Json] = {kind: {"type": kind, "id": "f", **fields} for kind, fields in TEMPLATES.items()}
 
 
 def id_routes(app: Any) -> list[tuple[str, str]]:
@@ -181,7 +183,10 @@ async def rest_matrix(scene: Scene, attacker: User | None, label: str) -> list[s
                 failures.append(f"{label} {method} {template}: {real_r.status_code}/{fake_r.status_code}")
         elif (method, template) in PUBLIC:
             continue
-        elif real_r.status_code < 400 or (real_r.status_code, real_r.content) != (fake_r.status_code, fake_r.content):
+        elif real_r.status_code < 400 or (real_r.status_code, real_r.content) != (
+            fake_r.status_code,
+            fake_r.content,
+        ):
             failures.append(
                 f"{label} {method} {template}: real {real_r.status_code} {real_r.text} "
                 f"vs nonexistent {fake_r.status_code} {fake_r.text}"
@@ -278,7 +283,7 @@ async def test_no_username_oracle_at_login(db_url: str, tmp_path: Path) -> None:
     same 401 body and, with the real argon2 parameters, about the same time (medians)."""
     async with live_server(make_settings(db_url, tmp_path), hasher=PasswordHasher()) as server:
         http = server.http
-        [alice, gone] = await users(server, "alice", "gone")
+        [_, gone] = await users(server, "alice", "gone")
         r = await http.request("DELETE", f"{API}/users/me", json={"password": PASSWORD}, headers=gone.headers)
         assert r.status_code == 204
         kinds: dict[str, Callable[[], tuple[str, str]]] = {
@@ -294,7 +299,9 @@ async def test_no_username_oracle_at_login(db_url: str, tmp_path: Path) -> None:
                 elapsed, r = await timed_login(http, *make())
                 times[kind].append(elapsed)
                 bodies.add((r.status_code, r.content))
-        assert bodies == {(401, b'{"error":{"code":"invalid_credentials","message":"wrong username or password"}}')}
+        assert bodies == {
+            (401, b'{"error":{"code":"invalid_credentials","message":"wrong username or password"}}')
+        }
         medians = {k: statistics.median(v) for k, v in times.items()}
         base = medians["wrong password"]
         for kind, median in medians.items():
@@ -302,26 +309,36 @@ async def test_no_username_oracle_at_login(db_url: str, tmp_path: Path) -> None:
         # Registration cannot hide a taken name (the name must be unique): 409, documented.
         r = await http.post(f"{API}/auth/register", json={"username": "ALICE", "password": PASSWORD})
         assert (r.status_code, r.json()["error"]["code"]) == (409, "username_taken")
-        assert alice.id
 
 
+@pytest.mark.xfail(
+    strict=True,
+    reason="SECURITY (reported): sync renders a former member's replay from the CURRENT state, "
+    "so edits and reactions made after its removal reach it; see docs/security.md, known gaps",
+)
 async def test_a_former_members_sync_shows_nothing_written_after_it_left(server: LiveServer) -> None:
     """The replay a former member may still fetch stops at its member.left, in content too."""
     alice, bob, mallory = await users(server, "alice", "bob", "mallory")
     conv = (await create_group(server, alice, "g", bob, mallory))["id"]
-    assert (await post_message(server, bob, conv, {"client_msg_id": "m", "body": "before"})).status_code == 201
+    assert (
+        await post_message(server, bob, conv, {"client_msg_id": "m", "body": "before"})
+    ).status_code == 201
     r = await server.http.delete(f"{API}/conversations/{conv}/members/{mallory.id}", headers=alice.headers)
     assert r.status_code == 204
     secret = "written after mallory left"
-    r = await server.http.patch(f"{API}/conversations/{conv}/messages/1", json={"body": secret}, headers=bob.headers)
+    r = await server.http.patch(
+        f"{API}/conversations/{conv}/messages/1", json={"body": secret}, headers=bob.headers
+    )
     assert r.status_code == 200, r.text
-    r = await server.http.put(f"{API}/conversations/{conv}/messages/1/reactions/{quote('🎉')}", headers=alice.headers)
+    r = await server.http.put(
+        f"{API}/conversations/{conv}/messages/1/reactions/{quote('🎉')}", headers=alice.headers
+    )
     assert r.status_code == 200, r.text
     async with ws_connect(server, mallory) as ws:
         reply = await ws.request({"type": "sync", "id": "s", "cursors": {conv: 0}})
         assert reply["type"] == "ack"
-        replay = orjson.dumps(await ws.drain()).decode()
-    print("REPLAY", replay)
-    assert "before" in replay  # what mallory saw while a member
+        objects = await ws.drain()
+    replay = orjson.dumps(objects).decode()
+    assert [o["type"] for o in objects if o.get("conversation_id") == conv][-1] == "member.left"
     assert secret not in replay, replay
     assert "🎉" not in replay, replay

@@ -149,7 +149,9 @@ async def test_password_change_keeps_only_the_current_session(server: LiveServer
 async def test_signing_keys_rotate_without_logging_anyone_out(db_url: str, tmp_path: Path) -> None:
     """Two instances on one database: the old one (secret A) and the rotated one (B, then A)."""
     old_settings = make_settings(db_url, tmp_path / "a")
-    new_settings = make_settings(db_url, tmp_path / "b", secret_key=SECRET_B, previous_secret_keys=[TEST_SECRET])
+    new_settings = make_settings(
+        db_url, tmp_path / "b", secret_key=SECRET_B, previous_secret_keys=[TEST_SECRET]
+    )
     only_b = make_settings(db_url, tmp_path / "c", secret_key=SECRET_B)
     kid_a, kid_b = signing_key(TEST_SECRET)[0], signing_key(SECRET_B)[0]
     async with live_server(old_settings) as old:

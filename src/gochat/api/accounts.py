@@ -29,7 +29,7 @@ from gochat.services.accounts import TokenPair
 
 router = APIRouter()
 ERRORS: dict[int | str, dict[str, object]] = {
-    code: {"model": ErrorOut} for code in (401, 404, 409, 413, 422, 429)
+    code: {"model": ErrorOut} for code in (400, 401, 404, 409, 413, 422, 429)
 }
 
 

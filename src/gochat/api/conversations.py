@@ -25,7 +25,7 @@ from gochat.errors import NotFound
 
 router = APIRouter(prefix="/conversations")
 ERRORS: dict[int | str, dict[str, object]] = {
-    code: {"model": ErrorOut} for code in (401, 403, 404, 409, 413, 422, 429)
+    code: {"model": ErrorOut} for code in (400, 401, 403, 404, 409, 413, 422, 429)
 }
 
 
@@ -35,7 +35,7 @@ def user_ids(values: list[str], field: str) -> list[int]:
 
     parsed = [parse_id(v) for v in values]
     if any(p is None for p in parsed):
-        raise NotFound(f"no such user in {field}")
+        raise NotFound(f"{field} names something that does not exist")
     return [p for p in parsed if p is not None]
 
 

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 from typing import Any
 
+import fastapi.routing
 import orjson
 import structlog
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match
 
 from gochat.errors import GoChatError, InvalidRequest, RateLimited
 
@@ -66,11 +68,27 @@ def _field(err: Any) -> dict[str, str]:
     return {"field": ".".join(location) or "body", "message": str(err.get("msg", "invalid"))}
 
 
-async def handle_http_error(_request: Request, exc: Exception) -> JsonResponse:
+async def handle_http_error(request: Request, exc: Exception) -> JsonResponse:
     assert isinstance(exc, StarletteHTTPException)
     code = HTTP_CODES.get(exc.status_code, "http_error")
     message = exc.detail if isinstance(exc.detail, str) else code
-    return JsonResponse(error_body(code, message), exc.status_code, headers=exc.headers)
+    headers = exc.headers
+    allowed = _allowed_methods(request) if exc.status_code == 405 else ""
+    if allowed:
+        headers = {**(headers or {}), "Allow": allowed}
+    return JsonResponse(error_body(code, message), exc.status_code, headers=headers)
+
+
+def _allowed_methods(request: Request) -> str:
+    """Every method the path supports (RFC 9110): Starlette's 405 lists only the first route
+    matching the path, so a 405 on /conversations said "Allow: POST" though GET is served too."""
+    # FastAPI >= 0.16x nests included routers; older versions list every route flat.
+    expand = getattr(fastapi.routing, "iter_route_contexts", list)
+    methods: set[str] = set()
+    for route in expand(request.app.routes):
+        if route.matches(request.scope)[0] is not Match.NONE:
+            methods |= set(getattr(route, "methods", None) or ())
+    return ", ".join(sorted(methods))
 
 
 async def handle_unexpected(request: Request, exc: Exception) -> JsonResponse:

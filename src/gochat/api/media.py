@@ -19,12 +19,12 @@ from starlette.responses import FileResponse, RedirectResponse, StreamingRespons
 from gochat.api.deps import PrincipalDep, ServicesDep, bearer, path_id, principal
 from gochat.api.multipart import refuse_declared_oversize, spooled_file
 from gochat.api.schemas import ErrorOut
-from gochat.domain.media_rules import ORIGINAL, THUMBNAIL, media_json
+from gochat.domain.media_rules import ACCEPTED, ORIGINAL, THUMBNAIL, media_json
 from gochat.services.media import Delivery, Upload
 
 router = APIRouter(prefix="/media", tags=["media"])
 ERRORS: dict[int | str, dict[str, Any]] = {
-    code: {"model": ErrorOut} for code in (401, 403, 404, 413, 415, 422, 429, 503)
+    code: {"model": ErrorOut} for code in (400, 401, 403, 404, 413, 415, 422, 429, 503)
 }
 MEDIA_CSP = "sandbox; default-src 'none'; img-src 'self'; media-src 'self'; style-src 'unsafe-inline'"
 UPLOAD_BODY = {
@@ -44,6 +44,15 @@ UPLOAD_BODY = {
 Credentials = Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]
 Expiry = Annotated[int | None, Query(ge=0, le=2**40, description="Signed link: expiry (Unix time)")]
 Signature = Annotated[str | None, Query(max_length=128, description="Signed link: signature")]
+# Downloads take the Bearer token OR a signed link: the token is optional in the spec (`{}`).
+TOKEN_OR_LINK: dict[str, Any] = {"security": [{}]}
+# A download is the file in its detected type, or a redirect to the object store (S3).
+BINARY = {"schema": {"type": "string", "format": "binary"}}
+DOWNLOAD: dict[int | str, dict[str, Any]] = {
+    **ERRORS,
+    200: {"content": {mime: BINARY for mime in ACCEPTED}},
+    307: {"description": "Redirect to a short-lived URL of the object store"},
+}
 
 
 class MediaOut(BaseModel):
@@ -75,7 +84,7 @@ async def info(media_id: str, me: PrincipalDep, svc: ServicesDep) -> object:
     return media_json(await svc.media.item(me.user_id, path_id(media_id)))
 
 
-@router.get("/{media_id}", responses={**ERRORS, 200: {"content": {"application/octet-stream": {}}}})
+@router.get("/{media_id}", responses=DOWNLOAD, openapi_extra=TOKEN_OR_LINK)
 async def download(
     media_id: str,
     request: Request,
@@ -88,7 +97,11 @@ async def download(
     return await _answer(request, svc, credentials, media_id, ORIGINAL, exp, sig)
 
 
-@router.get("/{media_id}/thumbnail", responses={**ERRORS, 200: {"content": {"image/webp": {}}}})
+@router.get(
+    "/{media_id}/thumbnail",
+    responses={**DOWNLOAD, 200: {"content": {"image/webp": BINARY}}},
+    openapi_extra=TOKEN_OR_LINK,
+)
 async def thumbnail(
     media_id: str,
     request: Request,

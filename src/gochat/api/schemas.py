@@ -130,7 +130,7 @@ class MessageIn(Body):
     client_msg_id: str = Field(min_length=1, max_length=64)
     body: str | None = Field(default=None, max_length=262_144)
     media_ids: list[str] = Field(default_factory=list, max_length=10)
-    reply_to_seq: int | None = Field(default=None, ge=1, le=2**63 - 1)
+    reply_to_seq: int | None = Field(default=None, ge=1, le=2**63 - 1, strict=True)  # not `true`
 
 
 class MessagesOut(BaseModel):
@@ -138,7 +138,7 @@ class MessagesOut(BaseModel):
 
 
 class ReadIn(Body):
-    seq: int = Field(ge=0, le=2**63 - 1)
+    seq: int = Field(ge=0, le=2**63 - 1, strict=True)  # `false` is not 0
 
 
 class ErrorDetail(BaseModel):
