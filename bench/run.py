@@ -619,6 +619,11 @@ def summarize_phase(p: dict[str, Any]) -> dict[str, Any]:
         "deliveries_per_s": round(p["deliveries_per_s"]),
         # Throughput per CPU-second the server actually got: robust to other load on the host.
         "deliveries_per_server_cpu_s": round(p["deliveries_per_s"] / server_cores) if server_cores else None,
+        # Coalescing: messages per WebSocket frame the clients received (GoChat and the Go hub pack).
+        "msgs_per_frame": round(p["deliveries_per_s"] / p["frames_per_s"], 1)
+        if p.get("frames_per_s")
+        else None,
+        "mib_per_s": round(p.get("bytes_per_s", 0) / 2**20, 1),
         "acks_per_s": round(p.get("acks_per_s", 0)),
         "p50_ms": lat.get("p50_ms"),
         "p99_ms": lat.get("p99_ms"),
@@ -1052,6 +1057,9 @@ async def _f_measure(cfg: Config, server: Server, seed: dict[str, Any], tokens: 
 
     rng = random.Random(7)
     per = seed["per_conversation"]
+    name = server.database_url.rsplit("/", 1)[1]  # type: ignore[attr-defined]
+    rows = mysql_exec("SELECT id, last_pos FROM conversations;", name).split("\n")
+    positions = {int(r.split()[0]): int(r.split()[1]) for r in rows if r.strip()}
     base = f"http://127.0.0.1:{server.port}/api/v1"
     groups = seed["b"]
     results: dict[str, list[float]] = defaultdict(list)
@@ -1079,7 +1087,7 @@ async def _f_measure(cfg: Config, server: Server, seed: dict[str, Any], tokens: 
         for i in range(max(10, cfg.f_samples // 4)):
             g = groups[i % len(groups)]
             member = g["members"][i % 10]
-            last_pos = seed["last_pos"][str(g["conv"])]
+            last_pos = positions[g["conv"]]
             async with connect(f"ws://127.0.0.1:{server.port}/ws", max_size=None, compression=None) as ws:
                 await ws.send(json.dumps({"type": "auth", "token": tokens[member]}))
                 while '"type":"ready"' not in str(await ws.recv()):
@@ -1102,61 +1110,75 @@ async def _f_measure(cfg: Config, server: Server, seed: dict[str, Any], tokens: 
 
 
 async def _f_explain(url: str, seed: dict[str, Any]) -> list[dict[str, Any]]:
-    """EXPLAIN the exact statements GoChat's repositories issue for history and sync."""
+    """ANALYZE (EXPLAIN + actual rows) the exact SELECTs GoChat's services issue.
+
+    The statements are captured with a SQLAlchemy hook while the real services run: a history
+    page, a sync 20 events behind, the notification badges a sync ends with, and one send
+    (through the group-commit path; it adds one message to the last conversation).
+    """
     from sqlalchemy import event
 
+    from gochat.broker.memory import MemoryBroker
+    from gochat.clock import SystemClock
+    from gochat.services.chat_state import ChatStateService
+    from gochat.services.context import Limits, ServiceContext
+    from gochat.services.messages import MessageService
+    from gochat.services.publisher import Publisher
+    from gochat.services.sync import SyncService
     from gochat.storage.database import create_engine
-    from gochat.storage.uow import SqlUnitOfWork
+    from gochat.storage.uow import SqlUnitOfWorkFactory
 
     engine = create_engine(url, pool_size=1)
+    ctx = ServiceContext(SqlUnitOfWorkFactory(engine), SystemClock(), Publisher(MemoryBroker()), Limits())
+    messages = MessageService(ctx, typing=None)  # type: ignore[arg-type]
     captured: list[tuple[str, Any]] = []
 
     def capture(_conn: Any, _cursor: Any, statement: str, parameters: Any, _ctx: Any, _many: bool) -> None:
         captured.append((statement, parameters))
 
-    g = seed["b"][0]
+    g, last = seed["b"][0], seed["b"][-1]
     per = seed["per_conversation"]
+    user = seed["user_ids"][g["members"][1]]
+    last_pos = int(
+        mysql_exec(f"SELECT last_pos FROM conversations WHERE id = {g['conv']};", url.rsplit("/", 1)[1])
+    )
+    calls = [
+        ("history page (before_seq)", lambda: messages.history(user, g["conv"], None, per - 500, 50)),
+        ("sync 20 behind", lambda: SyncService(ctx).sync(user, {g["conv"]: last_pos - 20})),
+        ("sync: notification badges", lambda: ChatStateService(ctx).summary(user)),
+        (
+            "send (group commit)",
+            lambda: messages.send(
+                seed["user_ids"][last["members"][0]], last["conv"], secrets.token_hex(8), "probe"
+            ),
+        ),
+    ]
     plans = []
     try:
-        calls = [
-            ("history page (before_seq)", lambda u: u.messages.page(g["conv"], None, per - 500, 50)),
-            ("history page (after_seq)", lambda u: u.messages.page(g["conv"], 500, None, 50)),
-            ("sync: memberships of a user", lambda u: u.members.of_user(seed["user_ids"][g["members"][1]])),
-            ("sync: events after a cursor", lambda u: u.events.between(g["conv"], per - 10, per + 10)),
-            ("sync: messages by seq", lambda u: u.messages.by_seqs(g["conv"], set(range(per - 19, per + 1)))),
-            (
-                "send: retry lookup by client_msg_id",
-                lambda u: u.messages.by_client_id(seed["user_ids"][g["members"][0]], "f-0-5"),
-            ),
-        ]
         for label, call in calls:
             captured.clear()
             event.listen(engine.sync_engine, "before_cursor_execute", capture)
-            uow = SqlUnitOfWork(engine)
-            async with uow:
-                await call(uow)
-            event.remove(engine.sync_engine, "before_cursor_execute", capture)
+            try:
+                await call()
+            finally:
+                event.remove(engine.sync_engine, "before_cursor_execute", capture)
+            seen = set()
             for statement, params in captured:
-                if not statement.lstrip().upper().startswith("SELECT"):
+                flat = " ".join(statement.split())
+                if not flat.upper().startswith("SELECT") or flat in seen:
                     continue
+                seen.add(flat)
                 async with engine.connect() as conn:
-                    res = await conn.exec_driver_sql("EXPLAIN " + statement, params)
-                    rows = [dict(r._mapping) for r in res]
+                    rows = [
+                        dict(r._mapping) for r in await conn.exec_driver_sql("ANALYZE " + statement, params)
+                    ]
+                keep = ("table", "type", "key", "rows", "r_rows", "Extra")
                 plans.append(
-                    {
-                        "query": label,
-                        "sql": " ".join(statement.split()),
-                        "explain": [
-                            {
-                                k: rows_v
-                                for k, rows_v in r.items()
-                                if k in ("table", "type", "key", "key_len", "ref", "rows", "Extra")
-                            }
-                            for r in rows
-                        ],
-                    }
+                    {"query": label, "sql": flat, "explain": [{k: r.get(k) for k in keep} for r in rows]}
                 )
     finally:
+        if hasattr(messages, "aclose"):
+            await messages.aclose()
         await engine.dispose()
     return plans
 
@@ -1487,6 +1509,7 @@ def markdown(res: dict[str, Any]) -> str:
                         pname,
                         p["deliveries_per_s"],
                         p.get("deliveries_per_server_cpu_s"),
+                        p.get("msgs_per_frame"),
                         p["p50_ms"],
                         p["p99_ms"],
                         p["max_ms"],
@@ -1502,6 +1525,7 @@ def markdown(res: dict[str, Any]) -> str:
                 "phase",
                 "deliveries/s",
                 "per server CPU-s",
+                "msgs/frame",
                 "p50 ms",
                 "p99 ms",
                 "max ms",
@@ -1565,10 +1589,12 @@ def markdown(res: dict[str, Any]) -> str:
                     t.get("rows_persisted", "-"),
                     p.get("deliveries_per_s"),
                     p.get("deliveries_per_server_cpu_s"),
+                    p.get("msgs_per_frame"),
                     p.get("p99_ms"),
                     p.get("ack_p99_ms"),
                     p.get("lost"),
                     c.get("server"),
+                    c.get("gen"),
                     c.get("mariadb"),
                     c.get("foreign"),
                 ]
@@ -1580,10 +1606,12 @@ def markdown(res: dict[str, Any]) -> str:
                 "rows written",
                 "deliveries/s",
                 "per server CPU-s",
+                "msgs/frame",
                 "p99 deliver ms",
                 "p99 ack ms",
                 "lost",
                 "server cores",
+                "gen cores",
                 "mariadb cores",
                 "foreign",
             ],
@@ -1714,15 +1742,24 @@ def markdown(res: dict[str, Any]) -> str:
             [[k, v["n"], v["p50_ms"], v["p99_ms"], v["max_ms"]] for k, v in f["latency"].items()],
         )
         L += [
-            "EXPLAIN of the statements GoChat's repositories issue (captured with a SQLAlchemy event hook):",
+            "ANALYZE (EXPLAIN plus actual rows) of every SELECT GoChat's services issue for these requests "
+            "(captured with a SQLAlchemy hook while the services ran):",
             "",
         ]
         rows = [
-            [q["query"], r.get("table"), r.get("type"), r.get("key"), r.get("rows"), r.get("Extra") or ""]
+            [
+                q["query"],
+                r.get("table"),
+                r.get("type"),
+                r.get("key"),
+                r.get("rows"),
+                r.get("r_rows"),
+                r.get("Extra") or "",
+            ]
             for q in f["explain"]
             for r in q["explain"]
         ]
-        L += table(["query", "table", "type", "key", "rows", "Extra"], rows)
+        L += table(["query", "table", "type", "key", "rows (estimate)", "r_rows (actual)", "Extra"], rows)
     if "profile" in s:
         L += ["## Profiles (py-spy on GoChat at maximum load)", ""]
         for scen, p in s["profile"].items():

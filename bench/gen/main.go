@@ -66,6 +66,7 @@ type Spec struct {
 	Clients      []ClientSpec `json:"clients"`
 	ConnectConc  int          `json:"connect_concurrency"`
 	ConnectMaxS  float64      `json:"connect_deadline_s"` // give up waiting for the rest after this
+	ReadBuffer   int          `json:"read_buffer"`        // per-socket read buffer (bytes)
 	SettleS      float64      `json:"settle_s"`
 	BodyBytes    int          `json:"body_bytes"`
 	Nonce        string       `json:"nonce"`
@@ -163,20 +164,22 @@ func (h *Hist) Summary() map[string]float64 {
 const maxPhases = 16
 
 type PhaseState struct {
-	spec          PhaseSpec
-	measureFrom   int64 // mono ns
-	measureTo     int64
-	sent          int64
-	sendErrors    int64
-	expected      int64
-	delivered     int64 // all deliveries of this phase's messages
-	inWindow      int64 // deliveries received inside the measured window (any phase)
-	acks          int64
-	acksInWindow  int64
-	errors        int64
-	latency       Hist // send -> deliver, messages sent inside the window
-	ackLatency    Hist // send -> ack (GoChat), messages sent inside the window
-	creditTimeout int64
+	spec           PhaseSpec
+	measureFrom    int64 // mono ns
+	measureTo      int64
+	sent           int64
+	sendErrors     int64
+	expected       int64
+	delivered      int64 // all deliveries of this phase's messages
+	inWindow       int64 // deliveries received inside the measured window (any phase)
+	acks           int64
+	acksInWindow   int64
+	errors         int64
+	latency        Hist // send -> deliver, messages sent inside the window
+	ackLatency     Hist // send -> ack (GoChat), messages sent inside the window
+	creditTimeout  int64
+	framesInWindow int64 // text frames received inside the measured window
+	bytesInWindow  int64
 }
 
 var phases [maxPhases]*PhaseState
@@ -244,7 +247,7 @@ func dial(c *Client) (*websocket.Conn, error) {
 	d := websocket.Dialer{
 		NetDialContext:   nd.DialContext,
 		HandshakeTimeout: 60 * time.Second,
-		ReadBufferSize:   4096,
+		ReadBufferSize:   spec.ReadBuffer,
 		WriteBufferSize:  4096,
 	}
 	u := spec.URL
@@ -276,7 +279,7 @@ func parseInt(b []byte, i int) (int64, int) {
 func (c *Client) readLoop(conn *websocket.Conn, ready chan struct{}, wg *sync.WaitGroup) {
 	defer wg.Done()
 	var buf bytes.Buffer
-	var local [maxPhases]struct{ delivered, inWin, acks, acksWin, errs int64 }
+	var local [maxPhases]struct{ delivered, inWin, acks, acksWin, errs, frames, bytes int64 }
 	for {
 		_, r, err := conn.NextReader()
 		if err != nil {
@@ -304,6 +307,10 @@ func (c *Client) readLoop(conn *websocket.Conn, ready chan struct{}, wg *sync.Wa
 		atomic.AddInt64(&bytesIn, int64(len(data)))
 		inWin := atomic.LoadInt32(&measuring) == 1
 		cur := atomic.LoadInt32(&currentPhase)
+		if inWin && cur >= 0 {
+			local[cur].frames++
+			local[cur].bytes += int64(len(data))
+		}
 		var lines int64
 		for len(data) > 0 {
 			nl := bytes.IndexByte(data, '\n')
@@ -381,7 +388,7 @@ func (c *Client) readLoop(conn *websocket.Conn, ready chan struct{}, wg *sync.Wa
 		atomic.AddInt64(&linesIn, lines)
 		for p := range local {
 			l := &local[p]
-			if l.delivered|l.inWin|l.acks|l.acksWin|l.errs == 0 {
+			if l.delivered|l.inWin|l.acks|l.acksWin|l.errs|l.frames == 0 {
 				continue
 			}
 			ps := phases[p]
@@ -390,7 +397,9 @@ func (c *Client) readLoop(conn *websocket.Conn, ready chan struct{}, wg *sync.Wa
 			atomic.AddInt64(&ps.acks, l.acks)
 			atomic.AddInt64(&ps.acksInWindow, l.acksWin)
 			atomic.AddInt64(&ps.errors, l.errs)
-			*l = struct{ delivered, inWin, acks, acksWin, errs int64 }{}
+			atomic.AddInt64(&ps.framesInWindow, l.frames)
+			atomic.AddInt64(&ps.bytesInWindow, l.bytes)
+			*l = struct{ delivered, inWin, acks, acksWin, errs, frames, bytes int64 }{}
 		}
 	}
 }
@@ -664,6 +673,8 @@ func phaseResult(ps *PhaseState) map[string]any {
 		"acks_per_s":        float64(ps.acksInWindow) / win,
 		"error_replies":     ps.errors,
 		"credit_timeouts":   ps.creditTimeout,
+		"frames_per_s":      float64(ps.framesInWindow) / win,
+		"bytes_per_s":       float64(ps.bytesInWindow) / win,
 		"latency":           ps.latency.Summary(),
 		"ack_latency":       ps.ackLatency.Summary(),
 		"msgs_in_per_s_est": float64(ps.sent) / (ps.spec.WarmupS + ps.spec.DurationS),
@@ -834,6 +845,14 @@ func main() {
 	}
 	if spec.BodyBytes <= 0 {
 		spec.BodyBytes = 100
+	}
+	if spec.ReadBuffer <= 0 {
+		spec.ReadBuffer = 4096
+		if spec.Mode == "traffic" {
+			// Fewer read syscalls per frame when frames pile up: the generator must not be the
+			// bottleneck for servers that send one frame per message.
+			spec.ReadBuffer = 65536
+		}
 	}
 	clients = make([]*Client, len(spec.Clients))
 	for i, cs := range spec.Clients {

@@ -712,8 +712,6 @@ async def test_g_sigterm_closes_sockets_with_going_away_and_keeps_acked_messages
         assert after["seq"] == 21
         await bob.wait_for(lambda: has_all(bob, conv, 21), timeout=10)
 
-        # KNOWN ISSUE (the lead is fixing it): uvicorn closes sockets with 1012 (service
-        # restart) on shutdown before the app's lifespan can send 1001 (going away).
-        if codes == [1012, 1012]:
-            pytest.xfail("uvicorn closed the sockets with 1012 on SIGTERM; the contract says 1001")
+        # 1001 (going away), not uvicorn's own 1012 (service restart): the app closes its
+        # sockets before uvicorn's shutdown would.
         assert codes == [1001, 1001], codes

@@ -119,6 +119,9 @@ def watching(f: Fuzzed) -> Iterator[Watcher]:
         thread.start()
         try:
             yield watcher
+            deadline = time.monotonic() + 5  # a few samples even when the abuse was quick
+            while len(watcher.latencies) < 5 and not watcher.failures and time.monotonic() < deadline:
+                time.sleep(0.05)
         finally:
             watcher.stop.set()
             thread.join(10)
@@ -209,7 +212,7 @@ def test_fuzzed_frames_get_the_predicted_reply_and_the_server_keeps_serving(fuzz
         barrier = iter(range(10**9))
 
         @settings(
-            max_examples=int(os.environ.get("GOCHAT_FUZZ_EXAMPLES", "250")),
+            max_examples=int(os.environ.get("GOCHAT_FUZZ_EXAMPLES", "400")),
             deadline=None,
             database=None,
             suppress_health_check=list(HealthCheck),

@@ -12,6 +12,7 @@ from websockets.frames import Frame, Opcode
 from websockets.streams import StreamReader
 
 from gochat.realtime.connection import (
+    PENDING_FACTOR,
     SLOW_CLOSE_CODE,
     AsgiSink,
     Connection,
@@ -158,10 +159,20 @@ async def test_buffer_over_the_bound_after_write_closes_4008() -> None:
     assert flusher.slow_closed == 1
 
 
-async def test_pending_over_the_bound_closes_4008_at_flush() -> None:
+async def test_one_batch_over_the_bound_is_written_to_a_reader_that_keeps_up() -> None:
     flusher = Flusher(LIMIT)
     [(conn, sink)] = connect(flusher)
-    for _ in range(11):
+    for _ in range(2 * LIMIT // 100):
+        conn.enqueue(b"x" * 100)
+    flusher.flush()
+    assert len(sink.frames) == 1 and not conn.closed
+    assert flusher.slow_closed == 0
+
+
+async def test_pending_far_over_the_bound_closes_4008_at_flush() -> None:
+    flusher = Flusher(LIMIT)
+    [(conn, sink)] = connect(flusher)
+    for _ in range(PENDING_FACTOR * LIMIT // 100 + 1):
         conn.enqueue(b"x" * 100)
     flusher.flush()
     assert sink.frames == []

@@ -25,6 +25,8 @@ const (
 	maxMessageSize = 4096
 )
 
+var pack = flag.Bool("pack", true, "pack queued messages into one frame (false: calibrate the load generator)")
+
 var (
 	newline = []byte{'\n'}
 	space   = []byte{' '}
@@ -127,6 +129,9 @@ func (c *Client) writePump() {
 			w.Write(message)
 			// Add queued chat messages to the current websocket message.
 			n := len(c.send)
+			if !*pack {
+				n = 0 // calibration only (-pack=false): one frame per message
+			}
 			for i := 0; i < n; i++ {
 				w.Write(newline)
 				w.Write(<-c.send)

@@ -112,8 +112,9 @@ class ConversationService:
     async def _announce_created(self, conv: Conversation) -> None:
         async with self._ctx.uow() as uow:
             members = await uow.members.active(conv.id)
-        frame = encode_event("conversation.created", conversation=conversation_json(conv, members=members))
         for member in members:
+            body = conversation_json(conv, members=members)
+            frame = encode_event("conversation.created", conversation=body, joined_pos=member.joined_pos)
             await self._ctx.publisher.to_user(member.user_id, frame, route=f"join:{conv.id}")
 
     async def get(self, user_id: int, conversation_id: int) -> tuple[ConversationSummary, list[Membership]]:
@@ -220,7 +221,9 @@ class ConversationService:
         for _, member in joined:
             # The newcomer's own view: history before the join counts as read.
             body = conversation_json(conv, members=members, read_seq=member.read_seq, last_message=last)
-            frame = encode_event("conversation.created", conversation=body)
+            # The newcomer syncs from its join: events published before its sockets followed
+            # the conversation are replayed rather than lost.
+            frame = encode_event("conversation.created", conversation=body, joined_pos=member.joined_pos)
             await self._ctx.publisher.to_user(member.user_id, frame, route=f"join:{conv_id}")
 
     async def remove_member(self, user_id: int, conversation_id: int, target_id: int) -> None:

@@ -56,7 +56,7 @@ class SyncService:
         if upto <= start and cursor is not None:
             return
         if cursor is None:
-            await self._announce(uow, conv_id, result)
+            await self._announce(uow, membership, result)
         if upto - start > self._ctx.limits.sync_replay_limit:
             result.resync.append(conv_id)
             result.frames.append(encode_event("resync_required", conversation_id=str(conv_id), last_pos=upto))
@@ -64,12 +64,14 @@ class SyncService:
         events = await uow.events.between(conv_id, start, upto)
         result.frames.extend(await _render(uow, user_id, conv_id, events, self._ctx.links))
 
-    async def _announce(self, uow: SqlUnitOfWork, conv_id: int, result: SyncResult) -> None:
+    async def _announce(self, uow: SqlUnitOfWork, membership: Membership, result: SyncResult) -> None:
+        conv_id = membership.conversation_id
         conv = await uow.conversations.get(conv_id)
         if conv is not None:
             members = await uow.members.active(conv_id)
-            body = conversation_json(conv, members=members)
-            result.frames.append(encode_event("conversation.created", conversation=body))
+            body = conversation_json(conv, members=members, read_seq=membership.read_seq)
+            frame = encode_event("conversation.created", conversation=body, joined_pos=membership.joined_pos)
+            result.frames.append(frame)
 
 
 async def _render(
