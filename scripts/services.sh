@@ -16,11 +16,12 @@
 #   seaweedfs  the `weed` binary (SeaweedFS) in .venv/bin or on PATH; the media tests start
 #            their own `weed mini` S3 server on free loopback ports and stop it afterwards
 #   sqlmap   Debian's sqlmap on PATH (tests/security/test_scanners.py runs it against a test server)
+#   haproxy  Debian's HAProxy (tests/e2e/test_cluster.py puts it in front of three nodes)
 #
 # Already-running services are left alone: nothing here stops or restarts a server.
 set -euo pipefail
 
-ALL_SERVICES=(mariadb redis browser seaweedfs sqlmap)
+ALL_SERVICES=(mariadb redis browser seaweedfs sqlmap haproxy)
 
 MARIADB_HOST=127.0.0.1
 MARIADB_PORT=3306
@@ -339,6 +340,22 @@ prepare_sqlmap() {
 }
 
 # ---------------------------------------------------------------------------------------
+# HAProxy: the load balancer of the cluster tests and of `gochat cluster`, from Debian. The
+# cluster tests also start their own redis-server and mariadbd (from the packages above).
+
+prepare_haproxy() {
+    if ! command -v haproxy >/dev/null && [[ ! -x /usr/sbin/haproxy ]]; then
+        apt_install haproxy
+    fi
+    local binary version
+    binary=$(command -v haproxy || echo /usr/sbin/haproxy)
+    [[ -x $binary ]] || die "haproxy installed but not found"
+    version=$("$binary" -v 2>/dev/null | awk 'NR == 1 {print $3}') || die "haproxy does not run"
+    [[ -n $version ]] || die "haproxy printed no version"
+    echo "haproxy: ready ($version)"
+}
+
+# ---------------------------------------------------------------------------------------
 
 main() {
     local services=("$@")
@@ -346,7 +363,7 @@ main() {
     local s
     for s in "${services[@]}"; do
         case $s in
-            mariadb | redis | browser | seaweedfs | sqlmap) ;;
+            mariadb | redis | browser | seaweedfs | sqlmap | haproxy) ;;
             -h | --help)
                 echo "usage: $0 [${ALL_SERVICES[*]}]..." >&2
                 exit 0

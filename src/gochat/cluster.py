@@ -51,14 +51,21 @@ backend nodes
     balance leastconn
     option httpchk GET /readyz
     http-check expect status 200
-    default-server inter 500ms fall 2 rise 1 on-marked-down shutdown-sessions
+    # A node busy with traffic may answer its checks slowly: that is not being down. (With
+    # the default, a 500 ms check timeout, loaded nodes flapped.) A dead node refuses the
+    # connection and is out after 3 checks, 1.5 s. Not being ready does not cut the
+    # sockets a node carries: they still work (without Redis) or get "unavailable".
+    timeout check 3s
+    default-server inter 500ms fall 3 rise 1
 {servers}
 
 backend live_nodes
     balance leastconn
     option httpchk GET /healthz
     http-check expect status 200
-    default-server inter 500ms fall 2 rise 1 on-marked-down shutdown-sessions
+    timeout check 3s
+    # A node that is not even alive loses its sockets, so their clients reconnect elsewhere.
+    default-server inter 500ms fall 3 rise 1 on-marked-down shutdown-sessions
 {servers}
 """
 

@@ -54,7 +54,7 @@ async def test_deleting_my_account(server: LiveServer) -> None:
         assert await phone_ws.close_code(timeout=5) == 4001
         assert time.monotonic() - started < 5
         # Bob sees alice leave both groups.
-        left = set()
+        left: set[str] = set()
         while len(left) < 2:
             event = await bob_ws.event("member.left")
             assert event["user_id"] == alice.id

@@ -95,7 +95,7 @@ FRAMES: dict[str, Json] = {kind: {"type": kind, "id": "f", **fields} for kind, f
 
 def id_routes(app: Any) -> list[tuple[str, str]]:
     """(method, path) of every /api/v1 route whose path names an object."""
-    found = []
+    found: list[tuple[str, str]] = []
     for route in iter_route_contexts(app.routes):
         path, methods = route.path, route.methods or set()
         params = set(re.findall(r"{(\w+)", path or ""))
@@ -294,7 +294,7 @@ async def test_no_username_oracle_at_login(db_url: str, tmp_path: Path) -> None:
         times: dict[str, list[float]] = {k: [] for k in kinds}
         bodies = set()
         await timed_login(http, "warm-up", PASSWORD)
-        for _ in range(5):  # interleaved, so drift in machine load hits every kind alike
+        for _ in range(7):  # interleaved, so drift in machine load hits every kind alike
             for kind, make in kinds.items():
                 elapsed, r = await timed_login(http, *make())
                 times[kind].append(elapsed)

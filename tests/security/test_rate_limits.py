@@ -8,6 +8,7 @@ work. ``test_every_named_limit_is_exercised`` fails when a new limit appears unt
 
 from __future__ import annotations
 
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -86,6 +87,7 @@ async def test_websocket_frame_flood_closes_4029(db_url: str, tmp_path: Path) ->
     async with live_server(settings) as server:
         [alice] = await users(server, "alice")
         async with ws_connect(server, alice) as flooder, ws_connect(server, alice) as calm:
+            started = time.monotonic()
             for i in range(30):
                 try:
                     await flooder.send({"type": "ping", "id": i})
@@ -97,7 +99,8 @@ async def test_websocket_frame_flood_closes_4029(db_url: str, tmp_path: Path) ->
                     pongs += (await flooder.next())["type"] == "pong"
             except ConnectionClosed as exc:
                 assert exc.rcvd is not None and exc.rcvd.code == 4029, exc
-            assert pongs <= 7  # the burst (5) and at most a token or two refilled meanwhile
+            # The burst (5), plus what refilled at 1/s while we were sending (a loaded machine).
+            assert pongs <= 5 + int(time.monotonic() - started) + 1, pongs
             # The bucket is per socket: the same user's other device is unaffected.
             assert (await calm.request({"type": "ping", "id": "calm"}))["type"] == "pong"
 

@@ -117,7 +117,7 @@ async def test_token_matrix_on_rest_and_websocket(strict: LiveServer) -> None:
         by_header = await ws_close_code(server, headers={"Authorization": f"Bearer {token}"})
         if by_header != 4001:
             failures.append(f"WS header {name}: {by_header}")
-    no_credential = {
+    no_credential: dict[str, tuple[str | bytes | None, dict[str, str] | None]] = {
         "nothing": (None, None),
         "ping first": ('{"type":"ping","id":1}', None),
         "empty token": (auth_frame(""), None),
