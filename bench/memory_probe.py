@@ -97,9 +97,14 @@ async def probe(db: Path, seed: dict[str, Any], sockets: int, top: int) -> None:
     rss1 = run.proc_rss_kib(os.getpid())
     print(f"generator: {line.decode().strip()}; sockets held: {held}")
     print(f"RSS growth: {(rss1 - rss0) / max(1, sockets):.1f} KiB per socket (tracemalloc itself inflates RSS)")
+    by_file = after.compare_to(before, "filename")
+    traced = sum(s.size_diff for s in by_file)
+    print(f"Python allocations traced: {traced / 1024 / sockets:.2f} KiB per socket; by file (bytes per socket):")
+    for s in by_file[:15]:
+        where = s.traceback[0].filename.split("site-packages/")[-1].replace(str(ROOT) + "/", "")
+        print(f"{s.size_diff / sockets:9.0f} B  {where}")
     stats = after.compare_to(before, "lineno")
-    traced = sum(s.size_diff for s in stats)
-    print(f"Python allocations traced: {traced / 1024 / sockets:.2f} KiB per socket; top lines (bytes per socket):")
+    print("top lines (bytes per socket):")
     for s in stats[:top]:
         frame = s.traceback[0]
         where = frame.filename.split("site-packages/")[-1].replace(str(ROOT) + "/", "")

@@ -78,6 +78,10 @@ def create_app(
         version=__version__,
         summary="Real-time messaging: REST for accounts and history, WebSocket at /ws for live chat.",
         lifespan=_lifespan(parts, migrate_on_start),
+        # The interactive docs load Swagger UI from a CDN onto our origin (where the web client
+        # keeps its tokens): development only. /openapi.json stays available everywhere.
+        docs_url=None if settings.environment == "production" else "/docs",
+        redoc_url=None if settings.environment == "production" else "/redoc",
     )
     app.state.services = parts.services
     app.state.metrics = parts.metrics

@@ -125,6 +125,10 @@ def test_account_journey_on_mariadb_in_production(tmp_path: Path, mysql_url: str
     assert done.returncode == 0, done.stderr
     with serving(tmp_path / "data", env) as node:
         journey(node.base_url)
+        # In production the CDN-loaded interactive docs are off; the spec itself stays.
+        assert httpx.get(node.base_url + "/docs", timeout=10).status_code == 404
+        assert httpx.get(node.base_url + "/redoc", timeout=10).status_code == 404
+        assert httpx.get(node.base_url + "/openapi.json", timeout=10).status_code == 200
     assert not (tmp_path / "data" / "gochat.db").exists()
     assert not (tmp_path / "data" / "secret.key").exists()  # the configured secret, not a file
 

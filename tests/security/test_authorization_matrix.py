@@ -28,7 +28,6 @@ from urllib.parse import quote
 
 import httpx
 import orjson
-import pytest
 from fastapi.routing import iter_route_contexts
 
 from gochat.domain import protocol
@@ -311,11 +310,6 @@ async def test_no_username_oracle_at_login(db_url: str, tmp_path: Path) -> None:
         assert (r.status_code, r.json()["error"]["code"]) == (409, "username_taken")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="SECURITY (reported): sync renders a former member's replay from the CURRENT state, "
-    "so edits and reactions made after its removal reach it; see docs/security.md, known gaps",
-)
 async def test_a_former_members_sync_shows_nothing_written_after_it_left(server: LiveServer) -> None:
     """The replay a former member may still fetch stops at its member.left, in content too."""
     alice, bob, mallory = await users(server, "alice", "bob", "mallory")

@@ -49,8 +49,9 @@ class SyncService:
     ) -> None:
         conv_id = membership.conversation_id
         cursor = cursors.get(conv_id)
-        if cursor is None and not membership.active:
-            return  # a conversation the device never knew and the user has left
+        if not membership.active:
+            await self._farewell(uow, user_id, membership, cursor, result)
+            return
         start = membership.joined_pos - 1 if cursor is None else max(cursor, 0)
         upto = last_pos if membership.left_pos is None else min(last_pos, membership.left_pos)
         if upto <= start and cursor is not None:
@@ -63,6 +64,17 @@ class SyncService:
             return
         events = await uow.events.between(conv_id, start, upto)
         result.frames.extend(await _render(uow, user_id, conv_id, events, self._ctx.links))
+
+    async def _farewell(
+        self, uow: SqlUnitOfWork, user_id: int, membership: Membership, cursor: int | None, result: SyncResult
+    ) -> None:
+        """A former member learns only that it left: replaying the rest would render today's
+        state of messages (edits, reactions) it may no longer see."""
+        left_pos = membership.left_pos
+        if cursor is None or left_pos is None or cursor >= left_pos:
+            return  # a conversation the device never knew, or already knows it left
+        events = await uow.events.between(membership.conversation_id, left_pos - 1, left_pos)
+        result.frames.extend(await _render(uow, user_id, membership.conversation_id, events, self._ctx.links))
 
     async def _announce(self, uow: SqlUnitOfWork, membership: Membership, result: SyncResult) -> None:
         conv_id = membership.conversation_id
