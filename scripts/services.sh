@@ -17,11 +17,12 @@
 #            their own `weed mini` S3 server on free loopback ports and stop it afterwards
 #   sqlmap   Debian's sqlmap on PATH (tests/security/test_scanners.py runs it against a test server)
 #   haproxy  Debian's HAProxy (tests/e2e/test_cluster.py puts it in front of three nodes)
+#   go       Debian's golang-go and gorilla/websocket (tests/bench builds the load generator)
 #
 # Already-running services are left alone: nothing here stops or restarts a server.
 set -euo pipefail
 
-ALL_SERVICES=(mariadb redis browser seaweedfs sqlmap haproxy)
+ALL_SERVICES=(mariadb redis browser seaweedfs sqlmap haproxy go)
 
 MARIADB_HOST=127.0.0.1
 MARIADB_PORT=3306
@@ -356,6 +357,20 @@ prepare_haproxy() {
 }
 
 # ---------------------------------------------------------------------------------------
+# Go: the benchmark load generator and the Go hub peer are built with Debian's golang-go and
+# gorilla/websocket (tests/bench builds them; bench/run.py too).
+
+prepare_go() {
+    local gorilla=/usr/share/gocode/src/github.com/gorilla/websocket
+    if ! command -v go >/dev/null || [[ ! -d $gorilla ]]; then
+        apt_install golang-go golang-github-gorilla-websocket-dev
+    fi
+    command -v go >/dev/null || die "golang-go installed but go is not on PATH"
+    [[ -d $gorilla ]] || die "gorilla/websocket missing at $gorilla"
+    echo "go: ready ($(go version | awk '{print $3}'))"
+}
+
+# ---------------------------------------------------------------------------------------
 
 main() {
     local services=("$@")
@@ -363,7 +378,7 @@ main() {
     local s
     for s in "${services[@]}"; do
         case $s in
-            mariadb | redis | browser | seaweedfs | sqlmap | haproxy) ;;
+            mariadb | redis | browser | seaweedfs | sqlmap | haproxy | go) ;;
             -h | --help)
                 echo "usage: $0 [${ALL_SERVICES[*]}]..." >&2
                 exit 0

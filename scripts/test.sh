@@ -46,7 +46,7 @@ ensure_venv
 run "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check -e '.[test]'
 
 step "preparing services"
-run bash "$ROOT/scripts/services.sh" mariadb redis browser seaweedfs sqlmap haproxy
+run bash "$ROOT/scripts/services.sh" mariadb redis browser seaweedfs sqlmap haproxy go
 
 export GOCHAT_TEST_MYSQL_URL=mysql+asyncmy://root@127.0.0.1:3306/test
 export GOCHAT_TEST_REDIS_URL=redis://127.0.0.1:6379/0
