@@ -96,10 +96,15 @@ async def probe(db: Path, seed: dict[str, Any], sockets: int, top: int) -> None:
     after = tracemalloc.take_snapshot()
     rss1 = run.proc_rss_kib(os.getpid())
     print(f"generator: {line.decode().strip()}; sockets held: {held}")
-    print(f"RSS growth: {(rss1 - rss0) / max(1, sockets):.1f} KiB per socket (tracemalloc itself inflates RSS)")
+    print(
+        f"RSS growth: {(rss1 - rss0) / max(1, sockets):.1f} KiB per socket (tracemalloc itself inflates RSS)"
+    )
     by_file = after.compare_to(before, "filename")
     traced = sum(s.size_diff for s in by_file)
-    print(f"Python allocations traced: {traced / 1024 / sockets:.2f} KiB per socket; by file (bytes per socket):")
+    print(
+        f"Python allocations traced: {traced / 1024 / sockets:.2f} KiB per socket; "
+        "by file (bytes per socket):"
+    )
     for s in by_file[:15]:
         where = s.traceback[0].filename.split("site-packages/")[-1].replace(str(ROOT) + "/", "")
         print(f"{s.size_diff / sockets:9.0f} B  {where}")
@@ -123,7 +128,9 @@ def main() -> None:
     os.sched_setaffinity(0, {int(run.SERVER_CPU)})
     run.build({})
     # The full run's seed (bench/run.py): its "rest" users sit in groups of 50.
-    db, seed = seed_sqlite_cached(run.CACHE, Plan(users=20_000 - run.FD_HEADROOM), run.schema_fingerprint(), print)
+    db, seed = seed_sqlite_cached(
+        run.CACHE, Plan(users=20_000 - run.FD_HEADROOM), run.schema_fingerprint(), print
+    )
     tracemalloc.start(1)
     import uvloop
 

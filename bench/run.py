@@ -1,14 +1,17 @@
 """GoChat benchmark suite: GoChat and peer servers side by side, one command.
 
-    .venv/bin/python bench/run.py            # full run (~15 min): bench/results/<date>.{json,md}
-    .venv/bin/python bench/run.py --quick    # smoke run (< 2 min), results in bench/.build/quick/
-    .venv/bin/python bench/run.py --only a,d # some scenarios
-    .venv/bin/python bench/run.py --profile-only  # the py-spy passes alone
+    .venv/bin/python bench/run.py            # full run (~10 min): bench/results/<date>.{json,md}, docs
+    .venv/bin/python bench/run.py --quick    # smoke run (< 2 min once seeded): bench/.build/quick/
+    .venv/bin/python bench/run.py --only a,d --peers gohub   # some scenarios (p = the py-spy passes)
+    .venv/bin/python bench/run.py --render bench/results/<date>.json   # re-render a report
 
 Scenarios (see docs/benchmarks.md): a) one group of 1,000 at 100 and 200 msg/s in and at
 maximum; b) 100 groups x 10 at maximum, persisted (SQLite, MySQL) and peers; c) 1,000 direct
 conversations, request->ack latency at a fixed rate; d) idle sockets, memory per connection;
-e) reconnect storm; f) history and sync with 1,000,000 messages in MySQL; py-spy profiles.
+e) reconnect storm; f) history and sync with 1,000,000 messages in MySQL; p) py-spy profiles.
+
+Servers, generator and this process get their own scheduling group with autogroup nice -10
+(--nice): the host is shared with other sessions, and CFS splits CPUs between sessions first.
 
 Placement: every server under test runs on CPU 0 (taskset), the load generator (bench/gen, Go,
 gorilla/websocket) on CPU 1; MariaDB is a system service and is not pinned. The peers are the
@@ -150,7 +153,8 @@ def make_config(args: argparse.Namespace) -> Config:
             profile_s=10,
             nice=args.nice,
         )
-    cfg.only = set(args.only.split(",")) if args.only else set("abcdefp")
+    # The quick smoke run skips the profiles unless asked for (--only ...,p).
+    cfg.only = set(args.only.split(",")) if args.only else set("abcdef" if args.quick else "abcdefp")
     if args.peers:
         cfg.peers = tuple(p for p in args.peers.split(",") if p in PEERS)
     cfg.skip_gochat = args.skip_gochat
@@ -332,13 +336,20 @@ def ws_url(server: Server) -> str:
 class Gen:
     """One load-generator process on GEN_CPU; CPU usage sampled at its MEASURE markers."""
 
-    def __init__(self, cfg: Config, spec: dict[str, Any], name: str, watch: dict[str, int]) -> None:
+    def __init__(
+        self,
+        cfg: Config,
+        spec: dict[str, Any],
+        name: str,
+        watch: dict[str, int],
+        hooks: list[Any] | None = None,
+    ) -> None:
         BUILD.joinpath("specs").mkdir(parents=True, exist_ok=True)
         path = BUILD / "specs" / f"{name}.json"
         path.write_text(json.dumps(spec))
         self.watch = watch  # label -> pid, CPU sampled at MEASURE markers
         self.samples: dict[str, dict[str, Any]] = {}
-        self.on_measure: list[Any] = []
+        self.on_measure: list[Any] = list(hooks or [])  # called as hook(edge, phase) per marker
         self.proc = subprocess.Popen(
             pinned(GEN_CPU, cfg.nice, [str(BUILD / "gen"), str(path)]),
             stdin=subprocess.PIPE,
@@ -599,8 +610,7 @@ def run_traffic(
     hooks: list[Any] | None = None,
 ) -> dict[str, Any]:
     watch = {"server": server.pid, **(extra_watch or {})}
-    gen = Gen(cfg, spec, name, watch)
-    gen.on_measure.extend(hooks or [])
+    gen = Gen(cfg, spec, name, watch, hooks)
     try:
         result = gen.result()
     finally:
@@ -624,6 +634,9 @@ def summarize_phase(p: dict[str, Any]) -> dict[str, Any]:
         if p.get("frames_per_s")
         else None,
         "mib_per_s": round(p.get("bytes_per_s", 0) / 2**20, 1),
+        "bytes_per_delivery": round(p.get("bytes_per_s", 0) / p["deliveries_per_s"])
+        if p["deliveries_per_s"]
+        else None,
         "acks_per_s": round(p.get("acks_per_s", 0)),
         "p50_ms": lat.get("p50_ms"),
         "p99_ms": lat.get("p99_ms"),
@@ -1264,7 +1277,80 @@ def profile(
             "deliveries_per_s_under_profiler": [round(p["deliveries_per_s"]) for p in raw.get("phases", [])],
             "breakdown": breakdown(collapsed, dur * 100) if collapsed.exists() else {},
         }
+    if seed.get("e"):
+        out["e"] = profile_storm(cfg, seed, seed_db, tokens, spy)
     return out
+
+
+def profile_storm(
+    cfg: Config, seed: dict[str, Any], seed_db: Path, tokens: list[str], spy: Path
+) -> dict[str, Any]:
+    """py-spy (GIL samples) over the first seconds of the reconnect storm of scenario e."""
+    log("profile: e gochat-sqlite (storm)")
+    stem = (cfg.out_dir if cfg.quick else RESULTS) / "profile-e"
+    dur = max(3, int(cfg.profile_s * 2))
+    server = start_gochat(cfg, "prof-e", seed_db=seed_db)
+    spies: list[subprocess.Popen[bytes]] = []
+
+    def hook(edge: str, _name: str) -> None:
+        if edge == "start":
+            cmd = [
+                str(spy),
+                "record",
+                "--pid",
+                str(server.pid),
+                "--duration",
+                str(dur),
+                "--rate",
+                "100",
+                "--gil",
+                "--format",
+                "raw",
+                "-o",
+                f"{stem}.txt",
+            ]
+            spies.append(
+                subprocess.Popen(
+                    pinned(GEN_CPU, 0, cmd),
+                    stdout=subprocess.DEVNULL,
+                    stderr=subprocess.DEVNULL,
+                    preexec_fn=own_session(cfg.nice),
+                )
+            )
+
+    clients = [
+        {"token": tokens[m], "room": str(g["conv"]), "cursor": g["cursor"]}
+        for g in seed["e"]
+        for m in g["members"]
+    ]
+    spec = {
+        "mode": "storm",
+        "proto": "gochat",
+        "url": ws_url(server),
+        "local_ips": local_ips(1, 4),
+        "clients": clients,
+        "connect_concurrency": 0,
+        "storm_expect": cfg.plan.storm_missed,
+        "storm_timeout_s": cfg.e_timeout_s,
+        "storm_marker": "MISSED:",
+    }
+    gen = Gen(cfg, spec, "profile-e", {"server": server.pid}, [hook])
+    try:
+        raw = gen.result()
+    finally:
+        server.stop()
+        gen.close()
+    for s in spies:
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            s.wait(30)
+    collapsed = Path(f"{stem}.txt")
+    return {
+        "target": "gochat-sqlite (storm)",
+        "svg": None,
+        "deliveries_per_s_under_profiler": None,
+        "storm_s_under_profiler": raw["storm"].get("time_to_all_caught_up_s"),
+        "breakdown": breakdown(collapsed, dur * 100) if collapsed.exists() else {},
+    }
 
 
 CATEGORIES = [
@@ -1285,6 +1371,10 @@ CATEGORIES = [
 ]
 
 
+# Frames every request passes through (entry point, middlewares): not informative inclusively.
+WRAPPERS = re.compile(r"gochat/(cli|__main__|app|observability)\.py|gochat/security/headers|run_asgi")
+
+
 def breakdown(collapsed: Path, possible_samples: float) -> dict[str, Any]:
     """Attribute py-spy samples (recorded with --gil: Python holding the GIL) to categories.
 
@@ -1292,6 +1382,7 @@ def breakdown(collapsed: Path, possible_samples: float) -> dict[str, Any]:
     SQLAlchemy called from a repository counts as database, not as the repository.
     """
     self_by_fn: Counter[str] = Counter()
+    incl_gochat: Counter[str] = Counter()  # GoChat functions, inclusive (callees counted)
     by_cat: Counter[str] = Counter()
     total = 0
     for line in collapsed.read_text(errors="replace").splitlines():
@@ -1304,6 +1395,8 @@ def breakdown(collapsed: Path, possible_samples: float) -> dict[str, Any]:
             continue
         total += count
         self_by_fn[re.sub(r":\d+\)", ")", frames[-1])] += count
+        for name in {re.sub(r":\d+\)", ")", f) for f in frames if "gochat/" in f and not WRAPPERS.search(f)}:
+            incl_gochat[name] += count
         cat = "other"
         for f in reversed(frames):
             hit = next((name for name, pattern in CATEGORIES if pattern.search(f)), None)
@@ -1315,6 +1408,7 @@ def breakdown(collapsed: Path, possible_samples: float) -> dict[str, Any]:
         return {}
     return {
         "samples": total,
+        "top_gochat_inclusive_pct": {k: round(100 * v / total, 1) for k, v in incl_gochat.most_common(15)},
         "gil_held_pct_of_wall": round(100 * total / possible_samples, 1) if possible_samples else None,
         "by_innermost_category_pct": {k: round(100 * v / total, 1) for k, v in by_cat.most_common()},
         "top_self_pct": {k: round(100 * v / total, 1) for k, v in self_by_fn.most_common(15)},
@@ -1464,6 +1558,126 @@ def xr(a: float | None, b: float | None) -> str:
     return "-" if r is None else f"{r}x"
 
 
+def summary_table(res: dict[str, Any]) -> list[str]:
+    """One row per headline figure: GoChat, each peer, and the ratios GoChat/peer."""
+    s, conf = res["scenarios"], res["config"]
+    peers = [p for p in PEERS if p in conf["peers"]]
+    rows: list[list[Any]] = []
+
+    def row(label: str, g: Any, values: dict[str, Any], lower_better: bool = False, unit: str = "") -> None:
+        cells = [fmt(values.get(p), unit) if values.get(p) is not None else "-" for p in peers]
+        ratios = " / ".join(xr(g, values.get(p)) for p in peers) if isinstance(g, int | float) else ""
+        if ratios and lower_better:
+            ratios += " (lower is better)"
+        rows.append([label, fmt(g, unit) if isinstance(g, int | float) else g, *cells, ratios])
+
+    if "a" in s:
+        t = s["a"]["targets"]
+        g = t.get("gochat", {})
+        row(
+            "a) max deliveries/s (median of runs)",
+            g.get("max", {}).get("deliveries_per_s"),
+            {p: t[p].get("max", {}).get("deliveries_per_s") for p in peers if p in t},
+        )
+        row(
+            "a) max deliveries per server CPU-s",
+            g.get("max", {}).get("per_cpu_s"),
+            {p: t[p].get("max", {}).get("per_cpu_s") for p in peers if p in t},
+        )
+        for r in conf["a_rates"]:
+            key = f"rate{r}"
+            row(
+                f"a) p99 ms at {r} msg/s in",
+                g.get("phases", {}).get(key, {}).get("p99_ms"),
+                {p: t[p]["phases"].get(key, {}).get("p99_ms") for p in peers if p in t},
+                lower_better=True,
+            )
+        lost = sum(ph["lost"] for tt in t.values() for ph in tt.get("phases", {}).values())
+        rows.append(["a) messages lost, every server and phase", fmt(lost), *["" for _ in peers], ""])
+    if "b" in s:
+        t = s["b"]["targets"]
+        for name in ("gochat-sqlite", "gochat-mysql"):
+            if name in t:
+                m = t[name]["phases"].get("max", {})
+                rows.append(
+                    [f"b) {name}: persisted msgs/s", fmt(m.get("acks_per_s")), *["-" for _ in peers], ""]
+                )
+        best = max(
+            (t[n]["phases"]["max"]["deliveries_per_s"] for n in t if n.startswith("gochat")), default=None
+        )
+        row(
+            "b) deliveries/s (best GoChat backend)",
+            best,
+            {p: t[p]["phases"].get("max", {}).get("deliveries_per_s") for p in peers if p in t},
+        )
+    if "c" in s:
+        for name, tt in s["c"]["targets"].items():
+            ph = tt["phase"]
+            rows.append(
+                [
+                    f"c) {name}: ack p50 / p99 ms at {s['c']['rate_in']} msg/s",
+                    f"{fmt(ph.get('ack_p50_ms'))} / {fmt(ph.get('ack_p99_ms'))}",
+                    *["-" for _ in peers],
+                    "",
+                ]
+            )
+    if "d" in s:
+        t = s["d"]["targets"]
+
+        def last(name: str, key: str) -> Any:
+            pts = t.get(name, {}).get("points", [])
+            return pts[-1].get(key) if pts else None
+
+        top = last("gochat", "server_sockets")
+        row(
+            f"d) KiB per idle connection at {fmt(top)} sockets",
+            last("gochat", "kib_per_conn"),
+            {p: last(p, "kib_per_conn") for p in peers},
+            lower_better=True,
+        )
+        row(
+            "d) marginal KiB per connection (10k -> top)",
+            t.get("gochat", {}).get("marginal_kib_per_conn"),
+            {p: t.get(p, {}).get("marginal_kib_per_conn") for p in peers},
+            lower_better=True,
+        )
+        row(
+            "d) server CPU ms per new connection",
+            last("gochat", "server_cpu_ms_per_conn"),
+            {p: last(p, "server_cpu_ms_per_conn") for p in peers},
+            lower_better=True,
+        )
+    if "e" in s:
+        e = s["e"]["targets"]["gochat-sqlite"]
+        rows.append(
+            [
+                f"e) {e['clients']:,} reconnect + sync {e['expected_per_client']} each: s to all caught up",
+                f"{fmt(e.get('time_to_all_caught_up_s'))} ({e['missing_messages']} missing, "
+                f"{e['reconnects']} reconnects)",
+                *["-" for _ in peers],
+                "",
+            ]
+        )
+    if "f" in s:
+        lat = s["f"]["latency"]
+        for k, v in lat.items():
+            rows.append(
+                [
+                    f"f) {k} (p50 / p99 ms)",
+                    f"{fmt(v['p50_ms'])} / {fmt(v['p99_ms'])}",
+                    *["-" for _ in peers],
+                    "",
+                ]
+            )
+    if not rows:
+        return []
+    return [
+        "## Summary: GoChat and the peers",
+        "",
+        *table(["figure", "GoChat", *peers, "GoChat / " + " / ".join(peers)], rows),
+    ]
+
+
 def markdown(res: dict[str, Any]) -> str:
     env, s, conf = res["environment"], res["scenarios"], res["config"]
     v = env.get("versions", {})
@@ -1492,6 +1706,7 @@ def markdown(res: dict[str, Any]) -> str:
         ["target", "measured", "met"],
         [[r["target"], str(r["measured"]), "yes" if r["met"] else "**no**"] for r in res.get("targets", [])],
     )
+    L += summary_table(res)
     if "a" in s:
         a = s["a"]
         L += [
@@ -1510,6 +1725,7 @@ def markdown(res: dict[str, Any]) -> str:
                         p["deliveries_per_s"],
                         p.get("deliveries_per_server_cpu_s"),
                         p.get("msgs_per_frame"),
+                        p.get("bytes_per_delivery"),
                         p["p50_ms"],
                         p["p99_ms"],
                         p["max_ms"],
@@ -1526,6 +1742,7 @@ def markdown(res: dict[str, Any]) -> str:
                 "deliveries/s",
                 "per server CPU-s",
                 "msgs/frame",
+                "bytes/delivery",
                 "p50 ms",
                 "p99 ms",
                 "max ms",
@@ -1636,7 +1853,7 @@ def markdown(res: dict[str, Any]) -> str:
         c = s["c"]
         L += [
             f"## c) {c['conversations']:,} direct conversations, {c['rate_in']} msg/s in (open loop, "
-            "a random-free round robin over the conversations)",
+            "round robin over the conversations)",
             "",
         ]
         rows = []
@@ -1730,9 +1947,10 @@ def markdown(res: dict[str, Any]) -> str:
     if "f" in s:
         f = s["f"]
         L += [
-            f"## f) history and sync with {f['messages_in_db']:,} messages in MariaDB "
-            f"({f['conversations']} conversations x {f['per_conversation']:,}; "
-            "bulk-loaded with INSERT ... SELECT)",
+            f"## f) history and sync with {f['conversations'] * f['per_conversation']:,} messages in MariaDB "
+            f"({f['conversations']} conversations x {f['per_conversation']:,}, bulk-loaded with "
+            f"INSERT ... SELECT; {f['messages_in_db']:,} rows: each run's ANALYZE step sends one probe "
+            "message)",
             "",
             "Sequential requests from one client on CPU 1 (REST over httpx, sync over a WebSocket).",
             "",
@@ -1766,12 +1984,16 @@ def markdown(res: dict[str, Any]) -> str:
             if not isinstance(p, dict) or "breakdown" not in p:
                 continue
             bd = p["breakdown"]
+            graph = f": flame graph `{p['svg']}`" if p.get("svg") else ""
+            under = (
+                f"Deliveries/s while profiled: {p.get('deliveries_per_s_under_profiler')}"
+                if p.get("deliveries_per_s_under_profiler")
+                else f"Storm time to all caught up while profiled: {fmt(p.get('storm_s_under_profiler'))} s"
+            )
             L += [
-                f"### scenario {scen} ({p['target']}): flame graph `{p['svg']}`",
+                f"### scenario {scen} ({p['target']}){graph}",
                 "",
-                f"Deliveries/s while profiled: {p.get('deliveries_per_s_under_profiler')}; "
-                "samples holding the "
-                f"GIL: {bd.get('gil_held_pct_of_wall')} % of wall time.",
+                f"{under}; samples holding the GIL: {bd.get('gil_held_pct_of_wall')} % of wall time.",
                 "",
             ]
             L += table(
@@ -1782,15 +2004,21 @@ def markdown(res: dict[str, Any]) -> str:
                 ["top self time", "%"],
                 [[f"`{k}`", v] for k, v in list(bd.get("top_self_pct", {}).items())[:12]],
             )
+            L += table(
+                ["GoChat function, inclusive (callees counted)", "%"],
+                [[f"`{k}`", v] for k, v in list(bd.get("top_gochat_inclusive_pct", {}).items())[:12]],
+            )
     return "\n".join(L) + "\n"
 
 
 def update_docs(md: str, results_name: str) -> None:
     start, end = "<!-- bench:results:start -->", "<!-- bench:results:end -->"
+    # The run's headings move two levels down, under this page's "## Latest results".
+    body = md.split("\n", 1)[1].replace("\n### ", "\n#### ").replace("\n## ", "\n### ")
     block = (
-        f"{start}\nLatest full run: `bench/results/{results_name}.md` (inlined below).\n\n"
-        + md.replace("\n# ", "\n### ").replace("\n## ", "\n#### ").split("\n", 1)[1]
-        + f"\n{end}"
+        f"{start}\n<!-- generated by bench/run.py from bench/results/{results_name}.json -->\n"
+        f"Latest full run: [`bench/results/{results_name}.md`](../bench/results/{results_name}.md).\n"
+        f"{body}\n{end}"
     )
     text = DOCS.read_text() if DOCS.exists() else f"# Benchmarks\n\n{start}\n{end}\n"
     if start in text and end in text:
@@ -1808,6 +2036,9 @@ def main() -> None:
     parser.add_argument(
         "--quick", action="store_true", help="smoke run, < 2 minutes, results in bench/.build/quick"
     )
+    parser.add_argument(
+        "--render", metavar="JSON", help="only re-render a results JSON as Markdown (and docs)"
+    )
     parser.add_argument("--only", default="", help="comma-separated scenarios: a,b,c,d,e,f,p (p = profiles)")
     parser.add_argument(
         "--nice",
@@ -1823,6 +2054,13 @@ def main() -> None:
         "--skip-gochat", action="store_true", help="debugging: peers only in scenarios a and d"
     )
     args = parser.parse_args()
+    if args.render:
+        source = Path(args.render)
+        md = markdown(json.loads(source.read_text()))
+        source.with_suffix(".md").write_text(md)
+        if not args.no_docs:
+            update_docs(md, source.stem)
+        return
     cfg = make_config(args)
     started = time.monotonic()
     if cfg.nice:  # this process measures scenario f's latencies: same scheduling weight
@@ -1831,6 +2069,7 @@ def main() -> None:
     for tool in ("go", "node", "npm", "taskset", "mysql"):
         if not shutil.which(tool):
             sys.exit(f"missing tool: {tool} (see the module docstring)")
+    shutil.rmtree(BUILD / "run", ignore_errors=True)  # the previous run's database copies
     env = environment()
     log(f"GoChat bench ({'quick' if cfg.quick else 'full'}); load average {' '.join(env['loadavg_start'])}")
     build(env)

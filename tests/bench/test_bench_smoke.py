@@ -35,6 +35,7 @@ def go_toolchain() -> None:
     if shutil.which("go") is None or not GORILLA.exists():
         service_missing("Go toolchain", "needs golang-go and golang-github-gorilla-websocket-dev")
 
+
 MEMBERS = 20
 RATE = 40  # msg/s in, for one second
 

@@ -10,9 +10,11 @@ events the device gets ``resync_required`` with the position to restart from.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
+from datetime import datetime
 
-from gochat.domain.models import Conversation, Event, EventKind, Membership
+from gochat.domain.models import Conversation, Event, EventKind, Membership, Message
 from gochat.domain.protocol import encode_event, encode_frame
 from gochat.domain.wire import MESSAGE_EVENTS, conversation_json, event_json
 from gochat.security.links import LinkSigner
@@ -68,13 +70,16 @@ class SyncService:
     async def _farewell(
         self, uow: SqlUnitOfWork, user_id: int, membership: Membership, cursor: int | None, result: SyncResult
     ) -> None:
-        """A former member learns only that it left: replaying the rest would render today's
-        state of messages (edits, reactions) it may no longer see."""
+        """A former member gets what it missed up to its own member.left, as it stood then."""
         left_pos = membership.left_pos
         if cursor is None or left_pos is None or cursor >= left_pos:
             return  # a conversation the device never knew, or already knows it left
-        events = await uow.events.between(membership.conversation_id, left_pos - 1, left_pos)
-        result.frames.extend(await _render(uow, user_id, membership.conversation_id, events, self._ctx.links))
+        conv_id = membership.conversation_id
+        if left_pos - cursor > self._ctx.limits.sync_replay_limit:
+            cursor = left_pos - 1  # too much to replay: at least tell it that it left
+        events = await uow.events.between(conv_id, cursor, left_pos)
+        left_at = events[-1].created_at if events else None
+        result.frames.extend(await _render(uow, user_id, conv_id, events, self._ctx.links, left_at))
 
     async def _announce(self, uow: SqlUnitOfWork, membership: Membership, result: SyncResult) -> None:
         conv_id = membership.conversation_id
@@ -87,18 +92,29 @@ class SyncService:
 
 
 async def _render(
-    uow: SqlUnitOfWork, viewer_id: int, conv_id: int, events: list[Event], links: LinkSigner | None = None
+    uow: SqlUnitOfWork,
+    viewer_id: int,
+    conv_id: int,
+    events: list[Event],
+    links: LinkSigner | None = None,
+    former_since: datetime | None = None,
 ) -> list[bytes]:
+    """Events rendered from the current state - or, for a former member (``former_since`` =
+    when it left), without anything that changed after: no reactions, no titles or roles, and
+    no body of a message edited since."""
     kinds = {e.kind for e in events}
     seqs = {e.seq for e in events if e.kind in MESSAGE_EVENTS and e.seq is not None}
     found = await uow.messages.by_seqs(conv_id, seqs)
     messages = {m.seq: m for m in await with_reactions(uow, conv_id, list(found.values()), links)}
     members: dict[int, Membership] = {}
-    if kinds & {EventKind.MEMBER_JOINED, EventKind.MEMBER_UPDATED}:
-        members = {m.user_id: m for m in await uow.members.active(conv_id)}
     conv: Conversation | None = None
-    if EventKind.CONVERSATION_UPDATED in kinds:
-        conv = await uow.conversations.get(conv_id)
+    if former_since is not None:
+        messages = {seq: _as_of(m, former_since) for seq, m in messages.items()}
+    else:
+        if kinds & {EventKind.MEMBER_JOINED, EventKind.MEMBER_UPDATED}:
+            members = {m.user_id: m for m in await uow.members.active(conv_id)}
+        if EventKind.CONVERSATION_UPDATED in kinds:
+            conv = await uow.conversations.get(conv_id)
     frames = []
     for event in events:
         message = messages.get(event.seq) if event.seq is not None else None
@@ -106,3 +122,8 @@ async def _render(
         body = event_json(event, message=message, member=member, conversation=conv, viewer_id=viewer_id)
         frames.append(encode_frame(body))
     return frames
+
+
+def _as_of(message: Message, left_at: datetime) -> Message:
+    edited_since = message.edited_at is not None and message.edited_at > left_at
+    return dataclasses.replace(message, reactions=(), body=None if edited_since else message.body)

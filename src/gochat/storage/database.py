@@ -10,6 +10,7 @@ from typing import Any
 from sqlalchemy import event, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from gochat.errors import Unavailable
@@ -56,8 +57,9 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
 
 
 def is_connection_error(exc: BaseException) -> bool:
-    """True when the database is unreachable or the connection broke (retryable)."""
-    if isinstance(exc, OperationalError):
+    """True when the database is unreachable, the connection broke, or no pooled connection
+    could be had in time (all retryable)."""
+    if isinstance(exc, OperationalError | PoolTimeout):
         return True
     return isinstance(exc, DBAPIError) and exc.connection_invalidated
 

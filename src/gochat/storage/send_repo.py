@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select, tuple_, update
+from sqlalchemy import case, select, tuple_, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -54,18 +54,23 @@ class SqlSendRepo:
         return {r.id: (ConversationKind(r.kind), int(r.last_seq), int(r.last_pos)) for r in rows}
 
     async def advance(self, counts: dict[int, int], now: datetime) -> None:
-        """Take ``counts[c]`` seqs and positions in each (already locked) conversation."""
-        for conv_id in sorted(counts):
-            n = counts[conv_id]
-            await self._conn.execute(
-                update(conversations)
-                .where(conversations.c.id == conv_id)
-                .values(
-                    last_seq=conversations.c.last_seq + n,
-                    last_pos=conversations.c.last_pos + n,
-                    last_activity_at=to_db_time(now),
-                )
+        """Take ``counts[c]`` seqs and positions in each (already locked) conversation.
+
+        One statement for the whole batch (a CASE on the id): one UPDATE per conversation
+        cost a round trip each, ~30 % of a MySQL batch in the benchmark profile.
+        """
+        if not counts:  # every send of the batch was refused before taking a number
+            return
+        step = case(counts, value=conversations.c.id, else_=0)
+        await self._conn.execute(
+            update(conversations)
+            .where(conversations.c.id.in_(sorted(counts)))
+            .values(
+                last_seq=conversations.c.last_seq + step,
+                last_pos=conversations.c.last_pos + step,
+                last_activity_at=to_db_time(now),
             )
+        )
 
     async def insert(self, batch: list[Message], now: datetime) -> None:
         """Messages, their log events and their mentions, one statement each."""
