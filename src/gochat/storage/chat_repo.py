@@ -14,9 +14,10 @@ from gochat.domain.models import Conversation, Event, Membership, Message, Role
 from gochat.storage.rows import (
     conversation_from_row,
     event_from_row,
-    format_id_list,
+    event_values,
     membership_from_row,
     message_from_row,
+    message_values,
     to_db_time,
 )
 from gochat.storage.tables import conversations, events, members, messages, users
@@ -265,21 +266,8 @@ class SqlMessageRepo:
         self._conn = conn
 
     async def add(self, message: Message) -> None:
-        values = {
-            "id": message.id,
-            "conversation_id": message.conversation_id,
-            "seq": message.seq,
-            "pos": message.pos,
-            "sender_id": message.sender_id,
-            "client_msg_id": message.client_msg_id,
-            "body": message.body,
-            "reply_to_seq": message.reply_to_seq,
-            "created_at": to_db_time(message.created_at),
-            "mention_ids": format_id_list(message.mention_ids),
-            "media_count": message.media_count,
-        }
         try:
-            await self._conn.execute(messages.insert().values(**values))
+            await self._conn.execute(messages.insert().values(**message_values(message)))
         except IntegrityError as exc:
             raise DuplicateKey() from exc
 
@@ -375,16 +363,7 @@ class SqlEventRepo:
         self._conn = conn
 
     async def add(self, event: Event) -> None:
-        await self._conn.execute(
-            events.insert().values(
-                conversation_id=event.conversation_id,
-                pos=event.pos,
-                kind=event.kind.value,
-                seq=event.seq,
-                user_id=event.user_id,
-                created_at=to_db_time(event.created_at),
-            )
-        )
+        await self._conn.execute(events.insert().values(**event_values(event)))
 
     async def add_many(self, batch: list[Event]) -> None:
         for event in batch:

@@ -112,3 +112,33 @@ def event_from_row(row: Any) -> Event:
         user_id=row.user_id,
         created_at=aware(row.created_at),
     )
+
+
+def message_values(message: Message) -> dict[str, Any]:
+    """The row a new message is inserted as (one place for the single and the batched path)."""
+    return {
+        "id": message.id,
+        "conversation_id": message.conversation_id,
+        "seq": message.seq,
+        "pos": message.pos,
+        "sender_id": message.sender_id,
+        "client_msg_id": message.client_msg_id,
+        "body": message.body,
+        "reply_to_seq": message.reply_to_seq,
+        "created_at": to_db_time(message.created_at),
+        "edited_at": None,
+        "deleted_at": None,
+        "mention_ids": format_id_list(message.mention_ids),
+        "media_count": message.media_count,
+    }
+
+
+def event_values(event: Event) -> dict[str, Any]:
+    return {
+        "conversation_id": event.conversation_id,
+        "pos": event.pos,
+        "kind": event.kind.value,
+        "seq": event.seq,
+        "user_id": event.user_id,
+        "created_at": to_db_time(event.created_at),
+    }

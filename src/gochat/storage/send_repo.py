@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
 
 from sqlalchemy import case, select, tuple_, update
 from sqlalchemy.exc import IntegrityError
@@ -11,7 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from gochat.domain.models import ConversationKind, Event, EventKind, Message
 from gochat.storage.chat_repo import DuplicateKey
-from gochat.storage.rows import format_id_list, message_from_row, to_db_time
+from gochat.storage.rows import event_values, message_from_row, message_values, to_db_time
 from gochat.storage.tables import conversations, events, members, mentions, messages
 
 
@@ -77,10 +76,10 @@ class SqlSendRepo:
         if not batch:  # every send of the batch was refused before taking a number
             return
         try:
-            await self._conn.execute(messages.insert(), [_message_row(m) for m in batch])
+            await self._conn.execute(messages.insert(), [message_values(m) for m in batch])
         except IntegrityError as exc:
             raise DuplicateKey() from exc
-        await self._conn.execute(events.insert(), [_event_row(m, now) for m in batch])
+        await self._conn.execute(events.insert(), [event_values(_created(m, now)) for m in batch])
         rows = [
             {"user_id": u, "conversation_id": m.conversation_id, "seq": m.seq}
             for m in batch
@@ -90,32 +89,7 @@ class SqlSendRepo:
             await self._conn.execute(mentions.insert(), rows)
 
 
-def _message_row(message: Message) -> dict[str, Any]:
-    return {
-        "id": message.id,
-        "conversation_id": message.conversation_id,
-        "seq": message.seq,
-        "pos": message.pos,
-        "sender_id": message.sender_id,
-        "client_msg_id": message.client_msg_id,
-        "body": message.body,
-        "reply_to_seq": message.reply_to_seq,
-        "created_at": to_db_time(message.created_at),
-        "edited_at": None,
-        "deleted_at": None,
-        "mention_ids": format_id_list(message.mention_ids),
-    }
-
-
-def _event_row(message: Message, now: datetime) -> dict[str, Any]:
-    event = Event(
+def _created(message: Message, now: datetime) -> Event:
+    return Event(
         message.conversation_id, message.pos, EventKind.MESSAGE_CREATED, message.seq, message.sender_id, now
     )
-    return {
-        "conversation_id": event.conversation_id,
-        "pos": event.pos,
-        "kind": event.kind.value,
-        "seq": event.seq,
-        "user_id": event.user_id,
-        "created_at": to_db_time(now),
-    }
