@@ -15,6 +15,8 @@ from typing import Any, NoReturn, TypeAlias
 
 import orjson
 
+from gochat.ids import parse_id
+
 RequestId: TypeAlias = str | int
 """Client-chosen request id: a str of 1..64 chars or an int with abs <= 2**53, echoed as-is."""
 
@@ -204,11 +206,10 @@ def _entity_id(value: object, field: str) -> int:
     """An opaque string id. A string that is not a valid id cannot name anything: not_found."""
     if not isinstance(value, str):
         _fail(field, "a string id")
-    if 1 <= len(value) <= 19 and value.isascii() and value.isdigit():
-        number = int(value)
-        if 1 <= number <= MAX_ENTITY_ID:
-            return number
-    raise _Invalid("not_found", f"{field} does not name an existing object")
+    number = parse_id(value)
+    if number is None:
+        raise _Invalid("not_found", f"{field} does not name an existing object")
+    return number
 
 
 def _conversation_id(f: _Fields) -> int:
