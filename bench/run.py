@@ -928,15 +928,18 @@ def scenario_d(cfg: Config, seed: dict[str, Any], seed_db: Path, tokens: list[st
 # ------------------------------------------------------------------------------ scenario e
 
 
-def scenario_e(cfg: Config, seed: dict[str, Any], seed_db: Path, tokens: list[str]) -> dict[str, Any]:
-    clients = [
+def storm_clients(seed: dict[str, Any], tokens: list[str]) -> list[dict[str, Any]]:
+    """Scenario e's clients: every member of every storm group, with its cursor."""
+    return [
         {"token": tokens[m], "room": str(g["conv"]), "cursor": g["cursor"]}
         for g in seed["e"]
         for m in g["members"]
     ]
-    log(f"e: gochat, {len(clients)} clients")
-    server = start_gochat(cfg, "e", seed_db=seed_db)
-    spec = {
+
+
+def storm_spec(cfg: Config, clients: list[dict[str, Any]], server: Server) -> dict[str, Any]:
+    """The generator's spec for the reconnect storm (the measured run and its profile)."""
+    return {
         "mode": "storm",
         "proto": "gochat",
         "url": ws_url(server),
@@ -947,6 +950,13 @@ def scenario_e(cfg: Config, seed: dict[str, Any], seed_db: Path, tokens: list[st
         "storm_timeout_s": cfg.e_timeout_s,
         "storm_marker": "MISSED:",
     }
+
+
+def scenario_e(cfg: Config, seed: dict[str, Any], seed_db: Path, tokens: list[str]) -> dict[str, Any]:
+    clients = storm_clients(seed, tokens)
+    log(f"e: gochat, {len(clients)} clients")
+    server = start_gochat(cfg, "e", seed_db=seed_db)
+    spec = storm_spec(cfg, clients, server)
     gen = Gen(cfg, spec, "e-gochat", {"server": server.pid})
     try:
         raw = gen.result()
@@ -1318,22 +1328,8 @@ def profile_storm(
                 )
             )
 
-    clients = [
-        {"token": tokens[m], "room": str(g["conv"]), "cursor": g["cursor"]}
-        for g in seed["e"]
-        for m in g["members"]
-    ]
-    spec = {
-        "mode": "storm",
-        "proto": "gochat",
-        "url": ws_url(server),
-        "local_ips": local_ips(1, 4),
-        "clients": clients,
-        "connect_concurrency": 0,
-        "storm_expect": cfg.plan.storm_missed,
-        "storm_timeout_s": cfg.e_timeout_s,
-        "storm_marker": "MISSED:",
-    }
+    clients = storm_clients(seed, tokens)
+    spec = storm_spec(cfg, clients, server)
     gen = Gen(cfg, spec, "profile-e", {"server": server.pid}, [hook])
     try:
         raw = gen.result()

@@ -219,14 +219,13 @@ def require_haproxy() -> None:
         service_missing("haproxy", "binary not found (Debian package haproxy)")
 
 
-@contextlib.asynccontextmanager
-async def local_cluster(
-    work_dir: Path, database_url: str, broker_url: str, nodes: int = 3, **env: str
-) -> AsyncIterator[LocalCluster]:
-    """N nodes + HAProxy on free loopback ports; always stopped (and logs kept in work_dir)."""
+def new_cluster(
+    work_dir: Path, database_url: str, broker_url: str, nodes: int, env: dict[str, str]
+) -> LocalCluster:
+    """N nodes + HAProxy on free loopback ports, not started yet."""
     require_haproxy()
     extra = {"GOCHAT_RATE_LIMITS_ENABLED": "false", "GOCHAT_LOG_LEVEL": "warning", **env}
-    cluster = LocalCluster(
+    return LocalCluster(
         work_dir,
         database_url,
         broker_url,
@@ -235,6 +234,14 @@ async def local_cluster(
         first_node_port=free_port_block(nodes),
         extra_env=extra,
     )
+
+
+@contextlib.asynccontextmanager
+async def local_cluster(
+    work_dir: Path, database_url: str, broker_url: str, nodes: int = 3, **env: str
+) -> AsyncIterator[LocalCluster]:
+    """N nodes + HAProxy on free loopback ports; always stopped (and logs kept in work_dir)."""
+    cluster = new_cluster(work_dir, database_url, broker_url, nodes, env)
     try:
         await asyncio.to_thread(cluster.start, 90)
         yield cluster
@@ -245,17 +252,7 @@ async def local_cluster(
 @contextlib.contextmanager
 def running_cluster(work_dir: Path, database_url: str, broker_url: str, nodes: int = 3, **env: str) -> Any:
     """The synchronous twin of :func:`local_cluster`, for class-scoped fixtures."""
-    require_haproxy()
-    extra = {"GOCHAT_RATE_LIMITS_ENABLED": "false", "GOCHAT_LOG_LEVEL": "warning", **env}
-    cluster = LocalCluster(
-        work_dir,
-        database_url,
-        broker_url,
-        nodes_count=nodes,
-        port=free_port(),
-        first_node_port=free_port_block(nodes),
-        extra_env=extra,
-    )
+    cluster = new_cluster(work_dir, database_url, broker_url, nodes, env)
     try:
         cluster.start(90)
         yield cluster

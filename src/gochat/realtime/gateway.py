@@ -19,7 +19,7 @@ from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from gochat.domain import protocol as p
 from gochat.domain.wire import message_json, notification_json, reactions_json
-from gochat.errors import GoChatError, InvalidToken
+from gochat.errors import GoChatError, InvalidToken, NotFound
 from gochat.observability import Metrics
 from gochat.ports import Clock
 from gochat.realtime.connection import SLOW_CLOSE_CODE, Connection, Flusher, FrameSink, open_sink
@@ -330,7 +330,7 @@ class Session:
     async def _typing(self, command: p.Typing) -> None:
         conv_id = command.conversation_id
         if not self.gw.hub.follows(self.conn, conv_id):
-            raise NotAMember()
+            raise NotFound("no such conversation")
         frame = p.encode_event(
             "typing", conversation_id=str(conv_id), user_id=str(self.who.user_id), expires_in_s=TYPING_TTL_S
         )
@@ -353,9 +353,3 @@ class UnsupportedCommand(GoChatError):
     code = "unsupported"
     status = 400
     default_message = "this server does not support that request yet"
-
-
-class NotAMember(GoChatError):
-    code = "not_found"
-    status = 404
-    default_message = "no such conversation"
