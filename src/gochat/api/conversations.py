@@ -39,7 +39,12 @@ def user_ids(values: list[str], field: str) -> list[int]:
     return [p for p in parsed if p is not None]
 
 
-@router.post("", status_code=201, response_model=ConversationOut, responses=ERRORS)
+@router.post(
+    "",
+    status_code=201,
+    response_model=ConversationOut,
+    responses={**ERRORS, 200: {"model": ConversationOut, "description": "the existing direct conversation"}},
+)
 async def create(body: ConversationIn, me: PrincipalDep, svc: ServicesDep, response: Response) -> object:
     members = user_ids(body.member_ids, "member_ids")
     if body.kind == "direct":
@@ -121,7 +126,12 @@ async def history(
     return {"messages": [message_json(m) for m in page]}
 
 
-@router.post("/{conversation_id}/messages", status_code=201, response_model=MessageOut, responses=ERRORS)
+@router.post(
+    "/{conversation_id}/messages",
+    status_code=201,
+    response_model=MessageOut,
+    responses={**ERRORS, 200: {"model": MessageOut, "description": "a retry: the message already sent"}},
+)
 async def send(
     conversation_id: str,
     body: MessageIn,
