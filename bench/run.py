@@ -299,6 +299,8 @@ def gochat_env(database_url: str) -> dict[str, str]:
         GOCHAT_LOG_LEVEL="warning",
         GOCHAT_WS_AUTH_TIMEOUT_S="30",
     )
+    # A/B runs: BENCH_GOCHAT_X=v starts the servers with GOCHAT_X=v (e.g. BENCH_GOCHAT_WS_FLUSH_PACING=0).
+    env.update({k[len("BENCH_") :]: v for k, v in os.environ.items() if k.startswith("BENCH_GOCHAT_")})
     return env
 
 
@@ -2070,7 +2072,10 @@ def main() -> None:
     log(f"GoChat bench ({'quick' if cfg.quick else 'full'}); load average {' '.join(env['loadavg_start'])}")
     build(env)
     res: dict[str, Any] = {
-        "command": " ".join(["python", "bench/run.py", *sys.argv[1:]]),
+        "command": " ".join(
+            [f"{k}={v}" for k, v in sorted(os.environ.items()) if k.startswith("BENCH_GOCHAT_")]
+            + ["python", "bench/run.py", *sys.argv[1:]]
+        ),
         "environment": env,
         "config": {
             "quick": cfg.quick,
@@ -2118,6 +2123,8 @@ def main() -> None:
     res["loadavg_end"] = Path("/proc/loadavg").read_text().split()[:3]
     res["targets"] = targets_table(res)
     stamp = dt.datetime.now().strftime("%Y-%m-%d-%H%M")
+    if (cfg.out_dir / f"{stamp}.json").exists():  # two short runs in one minute: keep both
+        stamp = dt.datetime.now().strftime("%Y-%m-%d-%H%M%S")
     cfg.out_dir.mkdir(parents=True, exist_ok=True)
     (cfg.out_dir / f"{stamp}.json").write_text(json.dumps(res, indent=1, default=str))
     md = markdown(res)

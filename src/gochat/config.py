@@ -75,6 +75,13 @@ class Settings(BaseSettings):
     ws_ping_timeout_s: float = 20.0
     ws_max_frame_bytes: int = Field(default=65_536, ge=1024)
     ws_send_buffer_bytes: int = Field(default=1_048_576, ge=16_384)
+    # Flush pacing (realtime/connection.py): after a flush that took >= 1 ms, wait PACING x its
+    # cost (at most MAX_DELAY_MS) before the next, packing what arrives meanwhile. 0 = every tick.
+    # Group-commit batches in flight at once (services/send_batch.py); empty = 1 on SQLite (one
+    # writer), 2 on MySQL/MariaDB (the next batch is prepared while the database flushes).
+    commit_workers: int | None = Field(default=None, ge=1, le=16)
+    ws_flush_pacing: float = Field(default=3.0, ge=0, le=10)
+    ws_flush_max_delay_ms: float = Field(default=50.0, ge=0, le=1000)
 
     # media (docs/media.md)
     media_max_bytes: int = Field(default=25 * 1_048_576, ge=1)
@@ -136,6 +143,12 @@ class Settings(BaseSettings):
     @property
     def is_embedded(self) -> bool:
         return self.effective_database_url.startswith("sqlite")
+
+    @property
+    def effective_commit_workers(self) -> int:
+        if self.commit_workers is not None:
+            return self.commit_workers
+        return 1 if self.is_embedded else 2
 
 
 def check_secret(secret: str | None) -> None:

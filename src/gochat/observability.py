@@ -6,8 +6,8 @@ import logging
 import sys
 import time
 import uuid
-from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Protocol
 
 import structlog
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
@@ -33,6 +33,12 @@ def configure_logging(level: str = "info", json: bool = True) -> None:
     )
 
 
+class FlushStats(Protocol):
+    slow_closed: int
+    frames_written: int
+    flushes: int
+
+
 @dataclass
 class Metrics:
     registry: CollectorRegistry = field(default_factory=CollectorRegistry)
@@ -55,10 +61,19 @@ class Metrics:
         self.publishes = Counter("gochat_broker_publishes", "Broker publishes", registry=r)
         self.publish_failures = Counter("gochat_broker_publish_failures", "Failed publishes", registry=r)
         self.fanout = Counter("gochat_fanout_deliveries", "Frames handed to local sockets", registry=r)
+        self.frames_written = Gauge(
+            "gochat_ws_frames_written_total",
+            "WebSocket frames written by the flusher since start (deliveries / frames = packing)",
+            registry=r,
+        )
+        self.flushes = Gauge("gochat_ws_flushes_total", "Flusher runs since start", registry=r)
 
 
-    def watch_slow_closes(self, read: Callable[[], int]) -> None:
-        self.slow_closed.set_function(lambda: float(read()))
+    def watch_flusher(self, flusher: FlushStats) -> None:
+        """Export the flusher's counters (it keeps plain ints: the hot path pays nothing)."""
+        self.slow_closed.set_function(lambda: float(flusher.slow_closed))
+        self.frames_written.set_function(lambda: float(flusher.frames_written))
+        self.flushes.set_function(lambda: float(flusher.flushes))
 
 
 class RequestContextMiddleware:

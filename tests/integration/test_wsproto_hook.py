@@ -321,6 +321,31 @@ def test_server_close_4001_reaches_the_client_and_stops_writes(loop: str) -> Non
     run(scenario, loop)
 
 
+def test_a_socket_works_on_after_its_handshake_is_forgotten(loop: str) -> None:
+    async def scenario() -> None:
+        async with serving() as served, client(served, "a", additional_headers={"X-Big": "y" * 500}) as ws:
+            conn, channel = await served.app.conn("a"), served.app.channel("a")
+            protocol = channel._protocol
+            request = protocol.request
+            assert request.headers.get("X-Big") == "y" * 500
+            channel.forget_handshake()
+            assert protocol.request is None and protocol.response is None
+            assert not request.headers  # emptied: websockets' parser frame still refers to it
+            channel.forget_handshake()  # idempotent
+            conn.enqueue(b'{"n":1}')
+            assert await recv(ws) == '{"n":1}'
+            async with asyncio.timeout(2):  # pings, client frames and the close handshake still work
+                await (await ws.ping())
+            await ws.send("still there")
+            conn.close(4001, "auth expired")
+            with pytest.raises(ConnectionClosed) as closed:
+                await recv(ws)
+            assert closed.value.rcvd is not None and closed.value.rcvd.code == 4001
+            assert await served.wait_no_connections(within=1.5) < 1.5
+
+    run(scenario, loop)
+
+
 def test_negotiated_deflate_gets_no_channel_and_falls_back_to_asgi() -> None:
     async def scenario() -> None:
         async with (

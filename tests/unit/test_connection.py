@@ -134,6 +134,71 @@ async def test_one_flush_is_scheduled_per_tick() -> None:
     assert calls == 1
 
 
+class StepClock:
+    """A clock the test moves: each read returns ``now``; a sink's write can advance it."""
+
+    def __init__(self) -> None:
+        self.now = 100.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+async def test_an_expensive_flush_delays_the_next_and_packs_what_arrives_meanwhile() -> None:
+    clock = StepClock()
+    flusher = Flusher(LIMIT, pacing=1.0, max_delay=0.5, clock=clock)
+    pairs = connect(flusher, 2)
+    for _, sink in pairs:
+        real_write = sink.write
+
+        def slow_write(frame: bytes, real_write: Any = real_write) -> bool:
+            clock.now += 0.05  # each write "costs" 50 ms: the flush costs 100 ms
+            return bool(real_write(frame))
+
+        sink.write = slow_write  # type: ignore[method-assign]
+    for conn, _ in pairs:
+        conn.enqueue(b'{"n":1}')
+    await asyncio.sleep(0)
+    assert [len(sink.frames) for _, sink in pairs] == [1, 1]
+    assert flusher.flushes == 1 and flusher.frames_written == 2
+    for n in (2, 3, 4):
+        for conn, _ in pairs:
+            conn.enqueue(b'{"n":%d}' % n)
+        await asyncio.sleep(0)
+    # Not on the next tick: the flusher waits as long as the last flush took (100 ms here).
+    assert [len(sink.frames) for _, sink in pairs] == [1, 1]
+    await asyncio.sleep(0.15)
+    for _, sink in pairs:
+        assert [payloads_of(f) for f in sink.frames[1:]] == [[b'{"n":2}', b'{"n":3}', b'{"n":4}']]
+    assert flusher.flushes == 2
+
+
+async def test_cheap_flushes_never_delay_and_the_delay_is_capped() -> None:
+    clock = StepClock()
+    flusher = Flusher(LIMIT, pacing=1.0, max_delay=0.02, clock=clock)
+    [(conn, sink)] = connect(flusher)
+    conn.enqueue(b"{}")
+    await asyncio.sleep(0)
+    conn.enqueue(b"{}")
+    await asyncio.sleep(0)
+    assert len(sink.frames) == 2  # a flush costing nothing: the next tick flushes again
+
+    def very_slow_write(frame: bytes) -> bool:
+        clock.now += 60.0  # a flush of one minute: the next still waits only max_delay
+        sink.frames.append(frame)
+        return True
+
+    sink.write = very_slow_write  # type: ignore[method-assign]
+    conn.enqueue(b"{}")
+    await asyncio.sleep(0)
+    assert len(sink.frames) == 3
+    conn.enqueue(b"{}")
+    await asyncio.sleep(0)
+    assert len(sink.frames) == 3
+    await asyncio.sleep(0.05)
+    assert len(sink.frames) == 4
+
+
 async def test_full_buffer_before_write_closes_4008_without_writing() -> None:
     flusher = Flusher(LIMIT)
     (slow, slow_sink), (fast, fast_sink) = connect(flusher, 2)

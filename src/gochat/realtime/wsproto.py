@@ -120,6 +120,19 @@ class DirectChannel:
         """Bytes in the transport's user-space buffer (under uvloop the kernel's is not seen)."""
         return self._protocol.transport.get_write_buffer_size()
 
+    def forget_handshake(self) -> None:
+        """Let go of the opening handshake's request and response (headers included).
+
+        uvicorn keeps both for the life of the socket but reads them only until the accept
+        is sent; call once the socket is open. Idempotent.
+        """
+        p = self._protocol
+        if p.handshake_complete and p.request is not None:
+            # websockets' parser generator keeps the request alive in its frame: empty it.
+            p.request.headers.clear()
+            p.request = None  # type: ignore[assignment]
+            p.response = None  # type: ignore[assignment]
+
     def close(self, code: int, reason: str = "") -> None:
         """Start the close handshake, as uvicorn does for an ASGI ``websocket.close``.
 

@@ -24,10 +24,10 @@ from gochat.storage.uow import SqlUnitOfWork
 
 
 class MessageService:
-    def __init__(self, ctx: ServiceContext, typing: TypingThrottle) -> None:
+    def __init__(self, ctx: ServiceContext, typing: TypingThrottle, commit_workers: int = 1) -> None:
         self._ctx = ctx
         self._typing = typing
-        self._committer = GroupCommitter(ctx, self._one_by_one)
+        self._committer = GroupCommitter(ctx, self._one_by_one, workers=commit_workers)
 
     async def aclose(self) -> None:
         await self._committer.aclose()

@@ -3,8 +3,14 @@
 Under load, sends queue while the previous batch commits; the next batch takes them all
 (up to ``max_batch``) and writes them with a handful of set-based statements. One fsync
 serves the whole batch. Nothing waits on purpose: a lone send is committed at once.
-Per-conversation order is the queue's order; seqs stay gapless because every item is
-validated before any number is taken.
+Seqs stay gapless because every item is validated before any number is taken.
+
+With ``workers`` > 1 (a server database: MySQL/MariaDB), that many batches are in flight at
+once, so the server prepares the next batch while the database flushes the last one. Numbers
+are still taken under the conversations' row locks (taken in id order: no deadlock), so two
+batches touching one conversation serialise there and seqs stay gapless; a socket has one
+request in flight at a time, so no sender's own messages can overtake each other. SQLite has
+one writer and one pooled connection: one worker.
 """
 
 from __future__ import annotations
@@ -49,39 +55,52 @@ class Draft:
 
 class GroupCommitter:
     def __init__(
-        self, ctx: ServiceContext, one_by_one: Callable[[Draft], Awaitable[Outcome]], max_batch: int = 256
+        self,
+        ctx: ServiceContext,
+        one_by_one: Callable[[Draft], Awaitable[Outcome]],
+        max_batch: int = 256,
+        workers: int = 1,
     ) -> None:
+        if workers < 1:
+            raise ValueError("workers must be >= 1")
         self._ctx = ctx
         self._one_by_one = one_by_one
         self._max_batch = max_batch
         self._queue: asyncio.Queue[Draft] = asyncio.Queue()
-        self._worker: asyncio.Task[None] | None = None
-        self._inflight: list[Draft] = []
+        self._workers: list[asyncio.Task[None] | None] = [None] * workers
+        self._inflight: dict[int, list[Draft]] = {}
 
     async def submit(self, draft: Draft) -> Outcome:
-        if self._worker is None or self._worker.done():
-            self._worker = asyncio.get_running_loop().create_task(self._run(), name="group-commit")
+        for slot, worker in enumerate(self._workers):
+            if worker is None or worker.done():
+                self._workers[slot] = asyncio.get_running_loop().create_task(
+                    self._run(slot), name=f"group-commit-{slot}"
+                )
         self._queue.put_nowait(draft)
         return await draft.future
 
     async def aclose(self) -> None:
-        if self._worker is not None:
-            self._worker.cancel()
+        running = [w for w in self._workers if w is not None]
+        for worker in running:
+            worker.cancel()
+        for worker in running:
             with contextlib.suppress(asyncio.CancelledError):
-                await self._worker
-        for draft in self._inflight:
-            draft.future.cancel()
+                await worker
+        for batch in self._inflight.values():
+            for draft in batch:
+                draft.future.cancel()
+        self._inflight.clear()
         while not self._queue.empty():
             self._queue.get_nowait().future.cancel()
 
-    async def _run(self) -> None:
+    async def _run(self, slot: int) -> None:
         while True:
             batch = [await self._queue.get()]
             while len(batch) < self._max_batch and not self._queue.empty():
                 batch.append(self._queue.get_nowait())
-            self._inflight = batch
+            self._inflight[slot] = batch
             await self._commit(batch)
-            self._inflight = []
+            del self._inflight[slot]
 
     async def _commit(self, batch: list[Draft]) -> None:
         try:
