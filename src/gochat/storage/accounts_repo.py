@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import func, select, update
+from sqlalchemy import bindparam, func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -94,10 +94,7 @@ class SqlUserRepo:
         """(hidden, last seen) per user."""
         if not user_ids:
             return {}
-        query = select(users.c.id, users.c.presence_hidden, users.c.last_seen_at).where(
-            users.c.id.in_(user_ids)
-        )
-        rows = await self._conn.execute(query)
+        rows = await self._conn.execute(_PRESENCE_FACTS, {"user_ids": sorted(user_ids)})
         return {r.id: (bool(r.presence_hidden), from_db_time(r.last_seen_at)) for r in rows}
 
     async def set_password(self, user_id: int, password_hash: str) -> None:
@@ -140,7 +137,7 @@ class SqlSessionRepo:
         )
 
     async def get(self, session_id: int) -> Session | None:
-        row = (await self._conn.execute(select(sessions).where(sessions.c.id == session_id))).first()
+        row = (await self._conn.execute(_SESSION_BY_ID, {"session_id": session_id})).first()
         return session_from_row(row) if row else None
 
     async def list_active(self, user_id: int, now: datetime) -> list[Session]:
@@ -191,3 +188,10 @@ class SqlSessionRepo:
             .values(used_at=to_db_time(now))
         )
         return (await self._conn.execute(query)).rowcount == 1
+
+
+# Built once: these run on every WebSocket connect (see chat_repo's note on prebuilt statements).
+_PRESENCE_FACTS = select(users.c.id, users.c.presence_hidden, users.c.last_seen_at).where(
+    users.c.id.in_(bindparam("user_ids", expanding=True))
+)
+_SESSION_BY_ID = select(sessions).where(sessions.c.id == bindparam("session_id"))

@@ -14,6 +14,7 @@ from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from gochat.errors import Unavailable
+from gochat.storage import sqlite_inline
 
 
 def is_sqlite(url: str) -> bool:
@@ -37,12 +38,17 @@ def create_engine(url: str, *, pool_size: int = 10) -> AsyncEngine:
 
 
 def _sqlite_engine(url: str) -> AsyncEngine:
-    database = make_url(url).database
+    parsed = make_url(url)
+    database = parsed.database
     if database and database != ":memory:":
         Path(database).parent.mkdir(parents=True, exist_ok=True)
+    # Statements run on the event loop, commits on a disk thread (storage/sqlite_inline.py):
+    # aiosqlite's thread hop per DBAPI call cost more CPU than the queries. A URL with
+    # driver options (?uri=true...) keeps plain aiosqlite.
+    inline = {"async_creator": sqlite_inline.connect(database)} if database and not parsed.query else {}
     # SQLite has one writer; a single pooled connection serialises writes in process order
     # instead of failing with "database is locked" under concurrency.
-    engine = create_async_engine(url, pool_size=1, max_overflow=0, pool_timeout=30)
+    engine = create_async_engine(url, pool_size=1, max_overflow=0, pool_timeout=30, **inline)
     event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
     return engine
 

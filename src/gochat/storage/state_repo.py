@@ -6,7 +6,7 @@ from collections import defaultdict
 from collections.abc import Iterable
 from datetime import datetime
 
-from sqlalchemy import and_, delete, func, select
+from sqlalchemy import and_, bindparam, delete, func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -61,13 +61,9 @@ class SqlReactionRepo:
         wanted = list(seqs)
         if not wanted:
             return {}
-        query = (
-            select(reactions.c.seq, reactions.c.emoji, reactions.c.user_id)
-            .where(reactions.c.conversation_id == conversation_id, reactions.c.seq.in_(wanted))
-            .order_by(reactions.c.seq, reactions.c.created_at, reactions.c.user_id)
-        )
         grouped: dict[int, dict[str, list[int]]] = defaultdict(dict)
-        for row in await self._conn.execute(query):
+        params = {"conversation_id": conversation_id, "seqs": wanted}
+        for row in await self._conn.execute(_REACTIONS_OF, params):
             grouped[row.seq].setdefault(row.emoji, []).append(row.user_id)
         return {
             seq: tuple(ReactionSummary(emoji, tuple(users)) for emoji, users in by_emoji.items())
@@ -93,27 +89,40 @@ class SqlMentionRepo:
         """Mentions of the user after their read position, per conversation."""
         if not conversation_ids:
             return {}
-        query = (
-            select(mentions.c.conversation_id, func.count())
-            .join(
-                members,
-                and_(members.c.conversation_id == mentions.c.conversation_id, members.c.user_id == user_id),
-            )
-            .join(
-                messages,
-                and_(
-                    messages.c.conversation_id == mentions.c.conversation_id, messages.c.seq == mentions.c.seq
-                ),
-            )
-            .where(
-                mentions.c.user_id == user_id,
-                mentions.c.conversation_id.in_(conversation_ids),
-                mentions.c.seq > members.c.read_seq,
-                messages.c.deleted_at.is_(None),
-            )
-            .group_by(mentions.c.conversation_id)
-        )
         counts = dict.fromkeys(conversation_ids, 0)
-        for row in await self._conn.execute(query):
+        params = {"user_id": user_id, "conversation_ids": conversation_ids}
+        for row in await self._conn.execute(_UNREAD_MENTIONS, params):
             counts[row[0]] = int(row[1])
         return counts
+
+
+# Built once: these run on every sync (see chat_repo's note on prebuilt statements).
+_REACTIONS_OF = (
+    select(reactions.c.seq, reactions.c.emoji, reactions.c.user_id)
+    .where(
+        reactions.c.conversation_id == bindparam("conversation_id"),
+        reactions.c.seq.in_(bindparam("seqs", expanding=True)),
+    )
+    .order_by(reactions.c.seq, reactions.c.created_at, reactions.c.user_id)
+)
+_UNREAD_MENTIONS = (
+    select(mentions.c.conversation_id, func.count())
+    .join(
+        members,
+        and_(
+            members.c.conversation_id == mentions.c.conversation_id,
+            members.c.user_id == bindparam("user_id"),
+        ),
+    )
+    .join(
+        messages,
+        and_(messages.c.conversation_id == mentions.c.conversation_id, messages.c.seq == mentions.c.seq),
+    )
+    .where(
+        mentions.c.user_id == bindparam("user_id"),
+        mentions.c.conversation_id.in_(bindparam("conversation_ids", expanding=True)),
+        mentions.c.seq > members.c.read_seq,
+        messages.c.deleted_at.is_(None),
+    )
+    .group_by(mentions.c.conversation_id)
+)
