@@ -5,6 +5,7 @@
 
 from __future__ import annotations
 
+import sys
 import time
 import unicodedata
 
@@ -232,3 +233,19 @@ def test_new_ids_are_positive_63_bit_unique_and_time_ordered() -> None:
     stamps = [i >> ids.RANDOM_BITS for i in batch]
     # The high bits are the creation time; stepping past a crowded millisecond may run ahead by one.
     assert all(before_ms <= ms <= after_ms + 1 for ms in stamps)
+
+
+def test_the_printable_fast_path_never_hides_a_control_or_format_char() -> None:
+    """has_forbidden_chars trusts str.isprintable(): no printable code point is in category C."""
+    hidden = [
+        hex(code)
+        for code in range(sys.maxunicode + 1)
+        if chr(code).isprintable() and unicodedata.category(chr(code))[0] == "C"
+    ]
+    assert hidden == []
+    family = "family \U0001f468\u200d\U0001f469"  # ZWJ: a format char (Cf) that is allowed
+    assert v.has_forbidden_chars(family, multiline=False) is False
+    assert v.has_forbidden_chars("line\nbreak", multiline=True) is False
+    assert v.has_forbidden_chars("line\nbreak", multiline=False) is True
+    assert v.has_forbidden_chars("bell\x07", multiline=True) is True
+    assert v.has_forbidden_chars("bidi\u202eoverride", multiline=False) is True

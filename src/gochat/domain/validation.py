@@ -44,6 +44,8 @@ def check_password(password: str) -> None:
 
 
 def has_forbidden_chars(text: str, multiline: bool) -> bool:
+    if text.isprintable():  # no Cc/Cf/Cs/Co/Cn at all (nor Z* but " "): the common case, in C
+        return False
     allowed = _ALLOWED_IN_MULTILINE if multiline else frozenset()
     for char in text:
         if char in allowed or char in _ALLOWED_FORMAT:
