@@ -154,6 +154,7 @@ def build_components(settings: Settings, clock: Clock, hasher: PasswordHasher) -
         pacing=settings.ws_flush_pacing,
         max_delay=settings.ws_flush_max_delay_ms / 1000,
     )
+    flusher.add_flush_listener(hub.forget_batches)
     metrics.watch_flusher(flusher)
     gateway = Gateway(
         GatewayConfig(

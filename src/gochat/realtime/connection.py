@@ -37,6 +37,7 @@ __all__ = [
     "Connection",
     "Flusher",
     "FrameSink",
+    "RoomBatch",
     "open_sink",
 ]
 
@@ -167,8 +168,46 @@ async def open_sink(websocket: WebSocket) -> AsyncIterator[FrameSink]:
         await sink.aclose()
 
 
+class RoomBatch:
+    """One conversation's events between two flushes, queued once for all its local followers.
+
+    The hub hands each follower a reference (``Connection.enqueue_batch``) and then appends
+    the room's further events to the batch itself: one append per event instead of one per
+    follower. Per-socket order holds because a batch stops taking events (``sealed``) as soon
+    as any follower queues something after it, its followers change, or a flush takes it;
+    the hub then starts a new batch.
+    """
+
+    __slots__ = ("nbytes", "payloads", "sealed")
+
+    def __init__(self) -> None:
+        self.payloads: list[bytes] = []
+        self.nbytes = 0
+        self.sealed = False
+
+    def add(self, payload: bytes) -> None:
+        self.payloads.append(payload)
+        self.nbytes += len(payload)
+
+
+Pending = bytes | RoomBatch
+# One flush's frames by the identity of the pending items (the items are kept alive with them).
+FrameCache = dict[tuple[int, ...], tuple[bytes, list[Pending]]]
+
+
+def payloads_of(pending: list[Pending]) -> list[bytes]:
+    """The JSON objects of a socket's pending items, in order."""
+    out: list[bytes] = []
+    for item in pending:
+        if isinstance(item, RoomBatch):
+            out.extend(item.payloads)
+        else:
+            out.append(item)
+    return out
+
+
 class Connection:
-    """One authenticated socket: identity, sink, and the payloads pending for this tick."""
+    """One authenticated socket: identity, sink, and what is pending for the next flush."""
 
     __slots__ = (
         "_closed",
@@ -188,8 +227,8 @@ class Connection:
         self.sink = sink
         self.close_code: int | None = None
         self._flusher = flusher
-        self._pending: list[bytes] = []
-        self._pending_bytes = 0
+        self._pending: list[Pending] = []
+        self._pending_bytes = 0  # own payloads; batches count their own bytes
         self._dirty = False
         self._closed = False
 
@@ -199,24 +238,45 @@ class Connection:
 
     @property
     def pending_bytes(self) -> int:
-        return self._pending_bytes
+        return self._pending_bytes + sum(i.nbytes for i in self._pending if isinstance(i, RoomBatch))
 
     def enqueue(self, payload: bytes) -> None:
         """Queue one encoded JSON object for the next flush; never awaits, never blocks."""
         if self._closed:
             return
+        self._seal_tail()
         self._pending.append(payload)
         self._pending_bytes += len(payload)
         if not self._dirty:
             self._dirty = True
             self._flusher.mark_dirty(self)
 
-    def take_pending(self) -> list[bytes]:
-        """Hand the pending payloads to the flusher and start a fresh batch."""
+    def enqueue_batch(self, batch: RoomBatch) -> None:
+        """Queue a room's batch: whatever the hub adds to it until it is sealed comes next."""
+        if self._closed:
+            return
+        self._seal_tail()
+        self._pending.append(batch)
+        if not self._dirty:
+            self._dirty = True
+            self._flusher.mark_dirty(self)
+
+    def _seal_tail(self) -> None:
+        """A batch followed by anything else must take no more events (they would overtake it)."""
+        if self._pending:
+            tail = self._pending[-1]
+            if type(tail) is RoomBatch:
+                tail.sealed = True
+
+    def take_pending(self) -> list[Pending]:
+        """Hand the pending items to the flusher and start afresh; the batches taken are sealed."""
         pending = self._pending
         self._pending = []
         self._pending_bytes = 0
         self._dirty = False
+        for item in pending:
+            if type(item) is RoomBatch:
+                item.sealed = True
         return pending
 
     def close(self, code: int, reason: str = "") -> None:
@@ -229,7 +289,7 @@ class Connection:
             return
         self._closed = True
         self.close_code = code
-        pending = self.take_pending()
+        pending = payloads_of(self.take_pending())
         if pending:
             self.sink.write(encode_text_frame(b"\n".join(pending)))
         self.sink.close(code, reason)
@@ -264,6 +324,11 @@ class Flusher:
         self._dirty: list[Connection] = []
         self._scheduled = False
         self._not_before = 0.0
+        self._after_flush: list[Callable[[], None]] = []
+
+    def add_flush_listener(self, callback: Callable[[], None]) -> None:
+        """Call ``callback`` after every flush (the hub forgets its room batches there)."""
+        self._after_flush.append(callback)
 
     def mark_dirty(self, conn: Connection) -> None:
         """Remember ``conn`` for the next flush, scheduling that flush once."""
@@ -283,19 +348,21 @@ class Flusher:
         dirty, self._dirty = self._dirty, []
         self._scheduled = False
         # Values keep the payload lists alive, so their id()s stay unique during this flush.
-        frames: dict[tuple[int, ...], tuple[bytes, list[bytes]]] = {}
+        frames: FrameCache = {}
         for conn in dirty:
             try:
                 self._flush_one(conn, frames)
             except Exception:  # loop-callback boundary: one bad socket must not stall the rest
                 _logger.exception("flush failed for user %s", conn.user_id)
                 conn.close(1011, "internal error")
+        for callback in self._after_flush:
+            callback()
         ended = self._clock()
         cost = ended - started
         self._not_before = ended + self.pacing * cost if cost >= PACE_FROM_S else 0.0
         self.flushes += 1
 
-    def _flush_one(self, conn: Connection, frames: dict[tuple[int, ...], tuple[bytes, list[bytes]]]) -> None:
+    def _flush_one(self, conn: Connection, frames: FrameCache) -> None:
         # One tick's batch may exceed the bound (a burst after a broker reconnect) and still be
         # taken at once by a healthy reader; only a batch far past it is refused unwritten.
         over_pending = conn.pending_bytes > PENDING_FACTOR * self.max_buffer_bytes
@@ -311,12 +378,12 @@ class Flusher:
             self._drop_slow(conn)
 
     @staticmethod
-    def _frame_for(pending: list[bytes], frames: dict[tuple[int, ...], tuple[bytes, list[bytes]]]) -> bytes:
+    def _frame_for(pending: list[Pending], frames: FrameCache) -> bytes:
         key = tuple(map(id, pending))
         cached = frames.get(key)
         if cached is not None:
             return cached[0]
-        frame = encode_text_frame(b"\n".join(pending))
+        frame = encode_text_frame(b"\n".join(payloads_of(pending)))
         frames[key] = (frame, pending)
         return frame
 

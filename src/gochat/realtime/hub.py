@@ -3,7 +3,9 @@
 The hub keeps, for this node only, which sockets belong to which user and which
 conversations each user's sockets follow, and subscribes the broker to exactly the channels
 its sockets need (``c:<conversation>`` and ``u:<user>``). Routing never awaits: a socket is
-handed the frame with ``enqueue`` and the flusher writes it on this loop tick.
+handed the frame with ``enqueue`` and the flusher writes it on its next run. A conversation's
+events for everyone (route ``*``) go into one :class:`RoomBatch` per flush window, queued on
+each follower once: the next events of the window cost one append, not one per follower.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ import structlog
 
 from gochat.observability import Metrics
 from gochat.ports import Broker
-from gochat.realtime.connection import Connection
+from gochat.realtime.connection import Connection, RoomBatch
 from gochat.services.publisher import conversation_channel, user_channel
 
 log = structlog.get_logger(__name__)
@@ -30,6 +32,7 @@ class Hub:
         self._by_user: dict[int, set[Connection]] = defaultdict(set)
         self._by_conv: dict[int, set[Connection]] = defaultdict(set)
         self._convs_of: dict[Connection, set[int]] = {}
+        self._open: dict[int, RoomBatch] = {}  # per conversation: the batch still taking events
         self._tasks: set[asyncio.Task[None]] = set()
 
     @property
@@ -74,6 +77,7 @@ class Hub:
         if convs is None or conv_id in convs:
             return False
         convs.add(conv_id)
+        self._seal(conv_id)  # the newcomer must not get the batch's later events without its earlier
         followers = self._by_conv[conv_id]
         followers.add(conn)
         return len(followers) == 1
@@ -84,6 +88,7 @@ class Hub:
         followers = self._by_conv.get(conv_id)
         if followers is None or conn not in followers:
             return False
+        self._seal(conv_id)  # a batch it still holds must take nothing more for it
         followers.discard(conn)
         if followers:
             return False
@@ -117,13 +122,34 @@ class Hub:
             self._to_user(target, route.decode(), frame)
 
     def _to_conversation(self, conv_id: int, route: bytes, frame: bytes) -> None:
-        excluded = int(route[1:]) if route.startswith(b"-") else None
-        delivered = 0
-        for conn in self._by_conv.get(conv_id, ()):
-            if conn.user_id != excluded:
-                conn.enqueue(frame)
-                delivered += 1
-        self._metrics.fanout.inc(delivered)
+        followers = self._by_conv.get(conv_id)
+        if not followers:
+            return
+        if route.startswith(b"-"):  # everyone but one user: per socket
+            excluded = int(route[1:])
+            delivered = 0
+            for conn in followers:
+                if conn.user_id != excluded:
+                    conn.enqueue(frame)
+                    delivered += 1
+            self._metrics.fanout.inc(delivered)
+            return
+        batch = self._open.get(conv_id)
+        if batch is None or batch.sealed:
+            batch = self._open[conv_id] = RoomBatch()
+            for conn in followers:
+                conn.enqueue_batch(batch)
+        batch.add(frame)
+        self._metrics.fanout.inc(len(followers))
+
+    def forget_batches(self) -> None:
+        """After a flush every batch was taken (and sealed): drop them with their payloads."""
+        self._open.clear()
+
+    def _seal(self, conv_id: int) -> None:
+        batch = self._open.pop(conv_id, None)
+        if batch is not None:
+            batch.sealed = True
 
     def _to_user(self, user_id: int, route: str, frame: bytes) -> None:
         conns = list(self._by_user.get(user_id, ()))
