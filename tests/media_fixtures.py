@@ -223,7 +223,7 @@ def _wait_ready(server: SeaweedS3, proc: subprocess.Popen[bytes], log: Path) -> 
 
 
 def _start_weed(
-    binary: str, root: Path, config: Path, attempts: int = 3
+    binary: str, root: Path, config: Path, attempts: int = 6
 ) -> tuple[SeaweedS3, subprocess.Popen[bytes]]:
     """Start `weed mini` on free ports; another process may grab a port between our check
     and weed's bind, so a port clash is retried on fresh ports."""

@@ -19,7 +19,7 @@ from gochat.realtime.connection import (
     Flusher,
     open_sink,
 )
-from gochat.realtime.wsproto import encode_text_frame, fit_close_reason, text_frame_payload
+from gochat.realtime.wsproto import ReceiveQueue, encode_text_frame, fit_close_reason, text_frame_payload
 
 LIMIT = 1000
 
@@ -377,3 +377,24 @@ async def test_open_sink_falls_back_to_an_owned_asgi_sink() -> None:
         await settle()
     assert sink.closing
     assert peer.sent[-1] == {"type": "websocket.send", "text": "{}\n[]"}
+
+
+async def test_receive_queue_is_fifo_wakes_its_waiter_and_survives_a_cancelled_get() -> None:
+    queue: ReceiveQueue[int] = ReceiveQueue()
+    assert queue.empty() and queue.qsize() == 0
+    with pytest.raises(asyncio.QueueEmpty):
+        queue.get_nowait()
+    queue.put_nowait(1)
+    queue.put_nowait(2)
+    assert queue.qsize() == 2 and await queue.get() == 1 and queue.get_nowait() == 2
+    waiting = asyncio.ensure_future(queue.get())
+    await asyncio.sleep(0)
+    assert not waiting.done()
+    queue.put_nowait(3)
+    assert await asyncio.wait_for(waiting, 1) == 3
+    cancelled = asyncio.ensure_future(queue.get())
+    await asyncio.sleep(0)
+    cancelled.cancel()
+    await asyncio.gather(cancelled, return_exceptions=True)
+    queue.put_nowait(4)  # no waiter left behind to swallow it
+    assert await asyncio.wait_for(queue.get(), 1) == 4 and queue.empty()
