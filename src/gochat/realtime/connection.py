@@ -1,4 +1,4 @@
-"""Per-socket outbound queue and the per-tick flusher of the fan-out hot path.
+"""Per-socket outbound queue and the paced flusher of the fan-out hot path.
 
 Fan-out never awaits a socket (STYLE rule 7): ``Connection.enqueue`` only appends, and the
 :class:`Flusher` turns each socket's pending payloads into ONE text frame (JSON objects joined
@@ -11,8 +11,8 @@ room under load: one transport write per socket costs microseconds of kernel tim
 next waits ``pacing`` times as long as that flush took, at most ``max_delay``: with the default
 3x the flusher uses at most about a quarter of the loop, and what arrives meanwhile is packed
 into the same frames, as the write pump of a Go hub packs what queued up while it was writing.
-(Measured in bench/ scenario a, a group of 1,000: about 1.8x the deliveries/s of flushing every
-tick, for ~50 ms p99 at 100-200 messages/s in; see docs/benchmarks.md.)
+(Measured in bench/ scenario a, a group of 1,000: about 1.7x the deliveries/s of flushing every
+tick, for ~57 ms p99 at 100-200 messages/s in; see docs/benchmarks.md.)
 """
 
 from __future__ import annotations
