@@ -6,7 +6,7 @@ from collections.abc import Iterable
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import and_, bindparam, func, select, tuple_, update
+from sqlalchemy import ColumnElement, and_, bindparam, func, select, tuple_, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -364,15 +364,14 @@ _BY_SEQS = select(messages).where(
     messages.c.conversation_id == bindparam("conversation_id"),
     messages.c.seq.in_(bindparam("seqs", expanding=True)),
 )
+def own_membership(conversation_id: ColumnElement[int]) -> ColumnElement[bool]:
+    """Join condition: the membership of the user bound as ``user_id`` in that conversation."""
+    return and_(members.c.conversation_id == conversation_id, members.c.user_id == bindparam("user_id"))
+
+
 _UNREAD_COUNTS = (
     select(messages.c.conversation_id, func.count())
-    .join(
-        members,
-        and_(
-            members.c.conversation_id == messages.c.conversation_id,
-            members.c.user_id == bindparam("user_id"),
-        ),
-    )
+    .join(members, own_membership(messages.c.conversation_id))
     .where(
         messages.c.conversation_id.in_(bindparam("conversation_ids", expanding=True)),
         messages.c.seq > members.c.read_seq,

@@ -11,6 +11,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from gochat.domain.models import ReactionSummary
+from gochat.storage.chat_repo import own_membership
 from gochat.storage.rows import to_db_time
 from gochat.storage.tables import members, mentions, messages, reactions
 
@@ -107,13 +108,7 @@ _REACTIONS_OF = (
 )
 _UNREAD_MENTIONS = (
     select(mentions.c.conversation_id, func.count())
-    .join(
-        members,
-        and_(
-            members.c.conversation_id == mentions.c.conversation_id,
-            members.c.user_id == bindparam("user_id"),
-        ),
-    )
+    .join(members, own_membership(mentions.c.conversation_id))
     .join(
         messages,
         and_(messages.c.conversation_id == mentions.c.conversation_id, messages.c.seq == mentions.c.seq),
