@@ -75,11 +75,11 @@ class Settings(BaseSettings):
     ws_ping_timeout_s: float = 20.0
     ws_max_frame_bytes: int = Field(default=65_536, ge=1024)
     ws_send_buffer_bytes: int = Field(default=1_048_576, ge=16_384)
-    # Flush pacing (realtime/connection.py): after a flush that took >= 1 ms, wait PACING x its
-    # cost (at most MAX_DELAY_MS) before the next, packing what arrives meanwhile. 0 = every tick.
     # Group-commit batches in flight at once (services/send_batch.py); empty = 1 on SQLite (one
     # writer), 2 on MySQL/MariaDB (the next batch is prepared while the database flushes).
     commit_workers: int | None = Field(default=None, ge=1, le=16)
+    # Flush pacing (realtime/connection.py): after a flush that took >= 1 ms, wait PACING x its
+    # cost (at most MAX_DELAY_MS) before the next, packing what arrives meanwhile. 0 = every tick.
     ws_flush_pacing: float = Field(default=3.0, ge=0, le=10)
     ws_flush_max_delay_ms: float = Field(default=50.0, ge=0, le=1000)
 
