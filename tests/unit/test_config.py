@@ -144,3 +144,30 @@ def test_weak_previous_secrets_are_refused(monkeypatch: pytest.MonkeyPatch, weak
         Settings()
     with pytest.raises(ValidationError):
         Settings(previous_secret_keys=[weak])
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("GOCHAT_WS_FLUSH_PACING", "-1"),
+        ("GOCHAT_WS_FLUSH_PACING", "11"),
+        ("GOCHAT_WS_FLUSH_MAX_DELAY_MS", "-5"),
+        ("GOCHAT_COMMIT_WORKERS", "0"),
+        ("GOCHAT_COMMIT_WORKERS", "many"),
+    ],
+)
+def test_performance_knobs_out_of_range_are_refused_by_name(
+    monkeypatch: pytest.MonkeyPatch, name: str, value: str
+) -> None:
+    monkeypatch.setenv(name, value)
+    with pytest.raises(ValidationError, match=name.removeprefix("GOCHAT_").lower()):
+        Settings()
+
+
+def test_performance_knobs_are_read_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("GOCHAT_WS_FLUSH_PACING", "0")
+    monkeypatch.setenv("GOCHAT_WS_FLUSH_MAX_DELAY_MS", "10")
+    monkeypatch.setenv("GOCHAT_COMMIT_WORKERS", "3")
+    settings = Settings()
+    assert (settings.ws_flush_pacing, settings.ws_flush_max_delay_ms) == (0, 10)
+    assert settings.effective_commit_workers == 3
