@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import sqlite3
 import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -91,3 +93,57 @@ async def test_errors_reach_sqlalchemy_as_its_own_exceptions(tmp_path: Path) -> 
             assert (await conn.execute(text("SELECT count(*) FROM u"))).scalar() == 1
     finally:
         await engine.dispose()
+
+
+async def test_a_write_waiting_for_another_process_lock_does_not_block_the_loop(tmp_path: Path) -> None:
+    path = tmp_path / "e.db"
+    engine = create_engine(f"sqlite+aiosqlite:///{path}")
+    try:
+        async with engine.begin() as conn:
+            await conn.execute(text("CREATE TABLE w (k INTEGER PRIMARY KEY)"))
+        other = sqlite3.connect(str(path), isolation_level=None)  # an admin CLI, say
+        other.execute("BEGIN IMMEDIATE")  # holds the write lock
+        ticks = 0
+
+        async def ticker() -> None:
+            nonlocal ticks
+            while True:
+                ticks += 1
+                await asyncio.sleep(0.01)
+
+        async def write() -> None:
+            async with engine.begin() as conn:
+                await conn.execute(text("INSERT INTO w (k) VALUES (1)"))
+
+        ticking = asyncio.create_task(ticker())
+        writing = asyncio.create_task(write())
+        await asyncio.sleep(0.3)
+        assert not writing.done() and ticks >= 10  # the loop kept running while the write waited
+        other.execute("COMMIT")
+        await asyncio.wait_for(writing, 5)
+        ticking.cancel()
+        other.close()
+        async with engine.connect() as conn:
+            assert (await conn.execute(text("SELECT count(*) FROM w"))).scalar() == 1
+    finally:
+        await engine.dispose()
+
+
+async def test_a_lock_held_past_the_wait_fails_with_database_locked(tmp_path: Path) -> None:
+    path = tmp_path / "f.db"
+    setup = sqlite3.connect(str(path))
+    setup.execute("CREATE TABLE w (k INTEGER PRIMARY KEY)")
+    setup.commit()
+    setup.isolation_level = None
+    setup.execute("BEGIN IMMEDIATE")
+    conn = await sqlite_inline.connect(str(path), lock_wait=0.2)()
+    cursor = conn.cursor()
+    started = time.monotonic()
+    with pytest.raises(sqlite3.OperationalError, match="locked"):
+        await cursor.execute("INSERT INTO w (k) VALUES (?)", (1,))
+    assert 0.1 < time.monotonic() - started < 2
+    setup.execute("ROLLBACK")
+    await cursor.execute("INSERT INTO w (k) VALUES (?)", (2,))  # free again: inline, no wait
+    await conn.commit()
+    await conn.close()
+    setup.close()

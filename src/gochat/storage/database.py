@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -45,19 +46,28 @@ def _sqlite_engine(url: str) -> AsyncEngine:
     # Statements run on the event loop, commits on a disk thread (storage/sqlite_inline.py):
     # aiosqlite's thread hop per DBAPI call cost more CPU than the queries. A URL with
     # driver options (?uri=true...) keeps plain aiosqlite.
-    inline = {"async_creator": sqlite_inline.connect(database)} if database and not parsed.query else {}
+    options: dict[str, Any] = {}
+    if database and not parsed.query:
+        options["async_creator"] = sqlite_inline.connect(database, LOCK_WAIT_S)
+    inline = bool(options)
     # SQLite has one writer; a single pooled connection serialises writes in process order
     # instead of failing with "database is locked" under concurrency.
-    engine = create_async_engine(url, pool_size=1, max_overflow=0, pool_timeout=30, **inline)
-    event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
+    engine = create_async_engine(url, pool_size=1, max_overflow=0, pool_timeout=30, **options)
+    # Inline connections wait for another process's lock on their disk thread, never in SQLite's
+    # busy handler (it would sleep on the event loop).
+    busy_ms = 0 if inline else int(LOCK_WAIT_S * 1000)
+    event.listen(engine.sync_engine, "connect", partial(_sqlite_pragmas, busy_ms=busy_ms))
     return engine
 
 
-def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+LOCK_WAIT_S = 5.0
+
+
+def _sqlite_pragmas(dbapi_connection: Any, _record: Any, *, busy_ms: int) -> None:
     cursor = dbapi_connection.cursor()
     # WAL lets readers proceed during a write; synchronous=FULL makes a commit durable
     # before the ack (guarantee 1) even across power loss.
-    for pragma in ("journal_mode=WAL", "synchronous=FULL", "foreign_keys=ON", "busy_timeout=5000"):
+    for pragma in ("journal_mode=WAL", "synchronous=FULL", "foreign_keys=ON", f"busy_timeout={busy_ms}"):
         cursor.execute(f"PRAGMA {pragma}")
     cursor.close()
 

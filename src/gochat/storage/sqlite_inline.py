@@ -7,20 +7,23 @@ those hops. This class gives SQLAlchemy's aiosqlite dialect (through ``async_cre
 same awaitable interface with the statements run inline: an indexed read or a write into the
 WAL takes microseconds, less than the hop it replaces.
 
-What may wait on the disk runs on a dedicated thread instead, so the event loop never stalls
-on it: ``commit`` (with ``synchronous=FULL`` it fsyncs the WAL) and ``close`` (which may
-checkpoint). The one pooled connection is used by one transaction at a time, so the thread
-and the loop never use the connection at once. A statement that has to wait for another
-process's write lock (an admin CLI writing the same file) still blocks the loop up to
-``busy_timeout``; GoChat's own process has a single connection, so it never waits on itself.
+What may wait runs on a dedicated thread instead, so the event loop never stalls on it:
+``commit`` (with ``synchronous=FULL`` it fsyncs the WAL), ``close`` (which may checkpoint), and
+any statement that finds the database locked by another process (an admin CLI writing the same
+file): the connection's own ``busy_timeout`` is 0, so such a statement fails at once on the
+loop and is retried on the thread until the lock is free or ``lock_wait`` seconds have passed.
+The one pooled connection is used by one transaction at a time, so the thread and the loop
+never use the connection at once.
 """
 
 from __future__ import annotations
 
 import asyncio
 import sqlite3
+import time
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from functools import partial
 from typing import Any, TypeVar
 
 __all__ = ["InlineConnection", "InlineCursor", "connect"]
@@ -28,13 +31,18 @@ __all__ = ["InlineConnection", "InlineCursor", "connect"]
 T = TypeVar("T")
 
 
+def _locked(exc: sqlite3.OperationalError) -> bool:
+    return "locked" in str(exc) or "busy" in str(exc)
+
+
 class InlineCursor:
     """The awaitable cursor SQLAlchemy's asyncio adapter expects, executing inline."""
 
-    __slots__ = ("_cursor",)
+    __slots__ = ("_cursor", "_owner")
 
-    def __init__(self, cursor: sqlite3.Cursor) -> None:
+    def __init__(self, cursor: sqlite3.Cursor, owner: InlineConnection) -> None:
         self._cursor = cursor
+        self._owner = owner
 
     async def __aenter__(self) -> InlineCursor:
         return self
@@ -63,14 +71,24 @@ class InlineCursor:
         self._cursor.arraysize = value
 
     async def execute(self, operation: str, parameters: Sequence[Any] | None = None) -> InlineCursor:
-        if parameters is None:
-            self._cursor.execute(operation)
-        else:
-            self._cursor.execute(operation, parameters)
+        call = partial(self._cursor.execute, operation, () if parameters is None else parameters)
+        try:
+            call()
+        except sqlite3.OperationalError as exc:
+            if not _locked(exc):
+                raise
+            await self._owner.wait_for_lock(call)
         return self
 
     async def executemany(self, operation: str, seq_of_parameters: Iterable[Sequence[Any]]) -> InlineCursor:
-        self._cursor.executemany(operation, seq_of_parameters)
+        rows = list(seq_of_parameters)  # a retry must see the same rows again
+        call = partial(self._cursor.executemany, operation, rows)
+        try:
+            call()
+        except sqlite3.OperationalError as exc:
+            if not _locked(exc):
+                raise
+            await self._owner.wait_for_lock(call)
         return self
 
     async def fetchone(self) -> Any:
@@ -89,9 +107,10 @@ class InlineCursor:
 class InlineConnection:
     """The awaitable connection for ``create_async_engine(..., async_creator=...)``."""
 
-    def __init__(self, conn: sqlite3.Connection) -> None:
+    def __init__(self, conn: sqlite3.Connection, lock_wait: float = 5.0) -> None:
         self._conn: sqlite3.Connection | None = conn
-        # One thread for what may wait on the disk; named so it shows in profiles.
+        self.lock_wait = lock_wait
+        # One thread for what may wait; named so it shows in profiles.
         self._disk = ThreadPoolExecutor(max_workers=1, thread_name_prefix="gochat-sqlite-disk")
 
     @property
@@ -104,14 +123,31 @@ class InlineConnection:
         return self._live().isolation_level
 
     def cursor(self) -> InlineCursor:
-        return InlineCursor(self._live().cursor())
+        return InlineCursor(self._live().cursor(), self)
 
     async def create_function(self, *args: Any, **kwargs: Any) -> None:
         self._live().create_function(*args, **kwargs)
 
     async def commit(self) -> None:
         if self._live().in_transaction:  # nothing written: nothing to flush, no thread hop
-            await self._on_disk_thread(self._live().commit)
+            conn = self._live()
+            await self._on_disk_thread(partial(self._retry_while_locked, conn.commit))
+
+    async def wait_for_lock(self, call: Callable[[], T]) -> T:
+        """Run ``call`` on the disk thread, retrying while another process holds the lock."""
+        return await self._on_disk_thread(partial(self._retry_while_locked, call))
+
+    def _retry_while_locked(self, call: Callable[[], T]) -> T:
+        deadline = time.monotonic() + self.lock_wait
+        pause = 0.001
+        while True:
+            try:
+                return call()
+            except sqlite3.OperationalError as exc:
+                if not _locked(exc) or time.monotonic() + pause > deadline:
+                    raise
+            time.sleep(pause)
+            pause = min(pause * 2, 0.05)
 
     async def rollback(self) -> None:
         if self._live().in_transaction:
@@ -141,11 +177,16 @@ class InlineConnection:
         return await asyncio.get_running_loop().run_in_executor(self._disk, call)
 
 
-def connect(database: str, timeout: float = 5.0) -> Callable[[], Any]:
-    """An ``async_creator`` opening ``database`` (a path or ``:memory:``) for inline use."""
+def connect(database: str, lock_wait: float = 5.0) -> Callable[[], Any]:
+    """An ``async_creator`` opening ``database`` (a path or ``:memory:``) for inline use.
+
+    The connection never waits for a lock itself (``timeout=0``: SQLite's busy handler would
+    sleep on the event loop); a locked statement is retried on the disk thread instead.
+    """
 
     async def create() -> InlineConnection:
-        # check_same_thread=False: commit and close run on the connection's disk thread.
-        return InlineConnection(sqlite3.connect(database, timeout=timeout, check_same_thread=False))
+        # check_same_thread=False: commit, close and lock waits run on the disk thread.
+        conn = sqlite3.connect(database, timeout=0, check_same_thread=False)
+        return InlineConnection(conn, lock_wait)
 
     return create
