@@ -1251,30 +1251,9 @@ def profile(
                 return
             # The flame graph shows every non-idle stack (waits included); the raw pass keeps only
             # samples holding the GIL, i.e. where the CPU time of Python code goes.
-            fmt, suffix, extra = ("flamegraph", ".svg", []) if name == "svg" else ("raw", ".txt", ["--gil"])
-            cmd = [
-                str(spy),
-                "record",
-                "--pid",
-                str(server.pid),
-                "--duration",
-                str(int(dur)),
-                "--rate",
-                "100",
-                "--format",
-                fmt,
-                "-o",
-                str(stem) + suffix,
-                *extra,
-            ]
-            spies.append(
-                subprocess.Popen(
-                    pinned(GEN_CPU, 0, cmd),
-                    stdout=subprocess.DEVNULL,
-                    stderr=subprocess.DEVNULL,
-                    preexec_fn=own_session(cfg.nice),
-                )
-            )
+            svg = name == "svg"
+            out = Path(str(stem) + (".svg" if svg else ".txt"))
+            spies.append(start_spy(cfg, spy, server.pid, int(dur), out, gil_only=not svg))
 
         phases = [phase("svg", senders, 0, window, 1, dur + 1), phase("raw", senders, 0, window, 1, dur + 1)]
         spec = traffic_spec("gochat", ws_url(server), gochat_clients(toks, groups), phases, cfg)
@@ -1294,6 +1273,22 @@ def profile(
     return out
 
 
+def start_spy(
+    cfg: Config, spy: Path, pid: int, seconds: int, out: Path, *, gil_only: bool
+) -> subprocess.Popen[bytes]:
+    """py-spy on ``pid`` for ``seconds`` at 100 Hz, on the generator's CPU: a flame graph (.svg)
+    of every non-idle stack, or raw folded stacks (.txt) of the samples holding the GIL."""
+    fmt = ["--format", "raw", "--gil"] if gil_only else ["--format", "flamegraph"]
+    cmd = [str(spy), "record", "--pid", str(pid), "--duration", str(seconds), "--rate", "100", *fmt]
+    cmd += ["-o", str(out)]
+    return subprocess.Popen(
+        pinned(GEN_CPU, 0, cmd),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        preexec_fn=own_session(cfg.nice),
+    )
+
+
 def profile_storm(
     cfg: Config, seed: dict[str, Any], seed_db: Path, tokens: list[str], spy: Path
 ) -> dict[str, Any]:
@@ -1306,29 +1301,7 @@ def profile_storm(
 
     def hook(edge: str, _name: str) -> None:
         if edge == "start":
-            cmd = [
-                str(spy),
-                "record",
-                "--pid",
-                str(server.pid),
-                "--duration",
-                str(dur),
-                "--rate",
-                "100",
-                "--gil",
-                "--format",
-                "raw",
-                "-o",
-                f"{stem}.txt",
-            ]
-            spies.append(
-                subprocess.Popen(
-                    pinned(GEN_CPU, 0, cmd),
-                    stdout=subprocess.DEVNULL,
-                    stderr=subprocess.DEVNULL,
-                    preexec_fn=own_session(cfg.nice),
-                )
-            )
+            spies.append(start_spy(cfg, spy, server.pid, dur, Path(f"{stem}.txt"), gil_only=True))
 
     clients = storm_clients(seed, tokens)
     spec = storm_spec(cfg, clients, server)

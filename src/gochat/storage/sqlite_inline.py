@@ -71,18 +71,14 @@ class InlineCursor:
         self._cursor.arraysize = value
 
     async def execute(self, operation: str, parameters: Sequence[Any] | None = None) -> InlineCursor:
-        call = partial(self._cursor.execute, operation, () if parameters is None else parameters)
-        try:
-            call()
-        except sqlite3.OperationalError as exc:
-            if not _locked(exc):
-                raise
-            await self._owner.wait_for_lock(call)
-        return self
+        return await self._run(partial(self._cursor.execute, operation, parameters or ()))
 
     async def executemany(self, operation: str, seq_of_parameters: Iterable[Sequence[Any]]) -> InlineCursor:
         rows = list(seq_of_parameters)  # a retry must see the same rows again
-        call = partial(self._cursor.executemany, operation, rows)
+        return await self._run(partial(self._cursor.executemany, operation, rows))
+
+    async def _run(self, call: Callable[[], object]) -> InlineCursor:
+        """Run ``call`` inline; one that finds the database locked waits on the disk thread."""
         try:
             call()
         except sqlite3.OperationalError as exc:
